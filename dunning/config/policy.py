@@ -1,0 +1,259 @@
+"""The policy file (contract §3): layered TOML resolved to the terms of one invoice."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from dunning.rules.money import parse_amount
+
+AutoCharge = Literal["off", "on_issue", "on_due"]
+
+
+class PolicyError(ValueError):
+    """An invalid policy: names the key (with its section) and why."""
+
+    def __init__(self, source: str, key: str, reason: str) -> None:
+        super().__init__(f"{source}: {key}: {reason}")
+        self.source = source
+        self.key = key
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """The resolved collection terms for one kind of invoice. None (or empty) = stage off."""
+
+    terms_days: int = 30
+    auto_charge: AutoCharge = "off"
+    charge_retry_days: tuple[int, ...] = ()
+    due_soon_days: tuple[int, ...] = ()
+    reminder_every_days: int | None = None
+    collection_threshold: Decimal = Decimal("0.00")
+    late_fee: Decimal | None = None
+    late_fee_percent: Decimal | None = None
+    late_fee_after_days: int = 0
+    limit_after_days: int | None = None
+    suspend_after_days: int | None = None
+    delete_after_days: int | None = None
+    request_cancel_after_days: int | None = None
+    notify_reseller: bool = False
+
+
+# Which keys take `false` to mean "this stage is off", and what off is.
+_OFF: dict[str, Any] = {
+    "reminder_every_days": None,
+    "late_fee": None,
+    "late_fee_percent": None,
+    "limit_after_days": None,
+    "suspend_after_days": None,
+    "delete_after_days": None,
+    "request_cancel_after_days": None,
+    "due_soon_days": (),
+    "charge_retry_days": (),
+    "auto_charge": "off",
+}
+KEYS = tuple(f.name for f in fields(Terms))
+DEBIT_NOTE_KEYS = ("terms_days", "reminder_every_days", "notify_reseller")
+KINDS = ("regular", "out_of_turn")
+_FEE = ("late_fee", "late_fee_percent")
+# LogicBoxes: every debit note reminds every 5 days unless the [debit_note] section says else.
+_DEBIT_BUILTIN = {"reminder_every_days": 5}
+
+
+def _days(value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be a whole number of days, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"must be at least {minimum} day{'s' if minimum != 1 else ''}, "
+                         f"got {value}")
+    return value
+
+
+def _day_list(value: Any, minimum: int) -> tuple[int, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of whole days such as [3, 5], got {value!r}")
+    return tuple(_days(v, minimum) for v in value)
+
+
+def _money(value: Any, positive: bool) -> Decimal:
+    if not isinstance(value, str):
+        raise ValueError(f"money must be a string such as \"5.00\", not {type(value).__name__} "
+                         f"{value!r}")
+    amount = parse_amount(value)
+    if positive and amount <= 0:
+        raise ValueError(f"must be greater than zero, got {value!r}")
+    return amount
+
+
+def _percent(value: Any) -> Decimal:
+    if not isinstance(value, str):
+        raise ValueError(f"a percentage must be a string such as \"1.5\", not "
+                         f"{type(value).__name__} {value!r}")
+    pct = parse_amount(value)
+    if not 0 < pct <= 100:
+        raise ValueError(f"must be more than 0 and at most 100, got {value!r}")
+    return pct
+
+
+def _auto_charge(value: Any) -> str:
+    if value is False:
+        return "off"
+    if value not in ("off", "on_issue", "on_due"):
+        raise ValueError(f"must be \"off\", \"on_issue\" or \"on_due\", got {value!r}")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {value!r}")
+    return value
+
+
+_PARSERS: dict[str, Any] = {
+    "terms_days": lambda v: _days(v, 0),
+    "auto_charge": _auto_charge,
+    "charge_retry_days": lambda v: _day_list(v, 1),
+    "due_soon_days": lambda v: _day_list(v, 0),
+    "reminder_every_days": lambda v: _days(v, 1),
+    "collection_threshold": lambda v: _money(v, positive=False),
+    "late_fee": lambda v: _money(v, positive=True),
+    "late_fee_percent": _percent,
+    "late_fee_after_days": lambda v: _days(v, 0),
+    "limit_after_days": lambda v: _days(v, 0),
+    "suspend_after_days": lambda v: _days(v, 0),
+    "delete_after_days": lambda v: _days(v, 0),
+    "request_cancel_after_days": lambda v: _days(v, 0),
+    "notify_reseller": _bool,
+}
+
+
+class Policy:
+    """A validated policy file. `terms()` resolves (and caches) the layers for an invoice."""
+
+    def __init__(self, source: str, layers: dict[str, dict[str, Any]]) -> None:
+        self.source = source
+        # Section name ("defaults", "class.business", "class.business.out_of_turn",
+        # "product.x", "debit_note") -> its validated values.
+        self.layers = layers
+        self._cache: dict[tuple[str, str | None, str, str | None], Terms] = {}
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted({k.split(".")[1] for k in self.layers if k.startswith("class.")})
+
+    @property
+    def products(self) -> list[str]:
+        return sorted(k.split(".", 1)[1] for k in self.layers if k.startswith("product."))
+
+    def terms(
+        self,
+        document: str = "invoice",
+        customer_class: str | None = None,
+        kind: str = "regular",
+        product: str | None = None,
+    ) -> Terms:
+        key = (document, customer_class, kind, product)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = self._resolve(*key)
+        return found
+
+    def _resolve(self, document: str, customer_class: str | None, kind: str,
+                 product: str | None) -> Terms:
+        if document == "debit_note":
+            names = ["defaults", "(built-in debit note)", "debit_note"]
+        else:
+            names = ["defaults"]
+            if customer_class is not None:
+                names += [f"class.{customer_class}", f"class.{customer_class}.{kind}"]
+            if product is not None:
+                names.append(f"product.{product}")
+        values: dict[str, Any] = {}
+        for name in names:
+            layer = _DEBIT_BUILTIN if name.startswith("(") else self.layers.get(name, {})
+            if any(k in layer for k in _FEE):
+                # One stage: the most specific layer that sets either kind of fee decides.
+                values.pop("late_fee", None)
+                values.pop("late_fee_percent", None)
+            values.update(layer)
+        return Terms(**values)
+
+
+def _section_keys(section: str) -> tuple[str, ...]:
+    return DEBIT_NOTE_KEYS if section == "debit_note" else KEYS
+
+
+def _layer(source: str, section: str, table: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        where = f"[{section}] {key}"
+        if key not in KEYS:
+            raise PolicyError(source, where, f"unknown key; known keys: {', '.join(KEYS)}")
+        if key not in _section_keys(section):
+            raise PolicyError(source, where, "debit notes get reminder days only (rule 13); "
+                              f"[debit_note] takes {', '.join(DEBIT_NOTE_KEYS)}")
+        if raw is False and key in _OFF:
+            values[key] = _OFF[key]
+            continue
+        try:
+            values[key] = _PARSERS[key](raw)
+        except ValueError as exc:
+            raise PolicyError(source, where, str(exc)) from None
+    if all(values.get(k) is not None for k in _FEE):
+        raise PolicyError(source, f"[{section}] late_fee", "late_fee and late_fee_percent are "
+                          "both set; a late fee is one or the other (set the other to false)")
+    return values
+
+
+def _table(source: str, section: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PolicyError(source, f"[{section}]", f"must be a table, got {value!r}")
+    return value
+
+
+def parse_policy(text: str, source: str = "policy") -> Policy:
+    """Validate a policy file's text. Raises PolicyError naming the key and the reason."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(source, "(file)", f"not valid TOML: {exc}") from None
+    layers: dict[str, dict[str, Any]] = {}
+    for name, value in doc.items():
+        if name in ("defaults", "debit_note"):
+            layers[name] = _layer(source, name, _table(source, name, value))
+        elif name in ("class", "product"):
+            for sub, table in _table(source, name, value).items():
+                section = f"{name}.{sub}"
+                table = dict(_table(source, section, table))
+                if name == "class":
+                    for kind in [k for k, v in table.items() if isinstance(v, dict)]:
+                        if kind not in KINDS:
+                            raise PolicyError(source, f"[{section}.{kind}]", "a class has only "
+                                              "the sub-tables regular and out_of_turn")
+                        layers[f"{section}.{kind}"] = _layer(source, f"{section}.{kind}",
+                                                             table.pop(kind))
+                layers[section] = _layer(source, section, table)
+        else:
+            raise PolicyError(source, f"[{name}]", "unknown section; sections are [defaults], "
+                              "[debit_note], [class.NAME], [class.NAME.regular], "
+                              "[class.NAME.out_of_turn] and [product.NAME]")
+    return Policy(source, layers)
+
+
+def load_policy(path: str | Path) -> Policy:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(str(path), "(file)", f"cannot be read: {exc.strerror}") from None
+    return parse_policy(text, str(path))
+
+
+def default_policy() -> Policy:
+    """The contract's sample policy, shipped with the package."""
+    text = resources.files("dunning.config").joinpath("default_policy.toml").read_text("utf-8")
+    return parse_policy(text, "default_policy.toml")
