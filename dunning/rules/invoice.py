@@ -1,0 +1,674 @@
+"""The collection rules for one invoice (contract §2), as plain Python.
+
+`issue()` makes the state, `apply()` reacts to an event, `advance()` fires what a tick makes
+due. Each takes the logical time it runs at, mutates the invoice it is given and appends what
+it decides to an `Out`; nothing here does I/O or reads a clock. Work that concerns a subject
+(limit, suspend, delete, restore, request.cancel) leaves as a `Signal` for `rules.subject`, which
+runs keyed by subject so one order held by many invoices gets one suspend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from dunning.config.policy import Terms
+from dunning.rules import model as m
+from dunning.rules.ids import command_id
+from dunning.rules.money import EXPONENTS, ZERO, fmt, quantize
+from dunning.rules.times import DAY, format_time
+from dunning.streams.topics import BILLING, NOTIFICATIONS
+
+# Order of actions that fall on the same second: a request cancellation first (it ends
+# everything), the charge before any notice, then the overdue stage in the contract's order.
+REQUEST_CANCEL, CHARGE, DUE_SOON, REMINDER, OVERDUE, LATE_FEE, LIMIT, SUSPEND, DELETE = range(9)
+STAGE = frozenset(("late_fee", "limit", "suspend", "delete"))
+
+# How hard a subject is held; a subject takes the highest level any holding invoice asks for.
+NONE, LIMITED, SUSPENDED, DELETED = range(4)
+
+
+@dataclass(slots=True)
+class Signal:
+    """A message from an invoice to its subject (order or customer)."""
+
+    subject_kind: str
+    subject_id: str
+    invoice_id: str
+    version: int  # per invoice, increasing: the subject ignores what it has already seen
+    action: str  # "hold" | "release" | "cancel_request"
+    level: int
+    now: int
+    cause: str
+    notice: dict[str, Any] = field(default_factory=dict)  # notification fields, sans audience
+    audiences: tuple[str, ...] = ("customer",)
+    request_id: str | None = None
+
+    @property
+    def subject_key(self) -> str:
+        return f"{self.subject_kind}:{self.subject_id}"
+
+
+@dataclass(slots=True)
+class Out:
+    """What one step decided: commands to send, signals to subjects, records to reject."""
+
+    commands: list[m.Command] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
+    dead_letters: list[m.DeadLetter] = field(default_factory=list)
+
+
+class Invoice:
+    """Everything the rules need to know about one invoice, and nothing more."""
+
+    __slots__ = (
+        "actions",
+        "amount",
+        "charge_at",
+        "charge_next",
+        "charge_retry",
+        "charge_sent",
+        "currency",
+        "customer_id",
+        "debit",
+        "delete_at",
+        "due_at",
+        "fee_fixed",
+        "fee_percent",
+        "hold_version",
+        "invoice_id",
+        "issued_at",
+        "issued_by",
+        "level",
+        "limit_at",
+        "next_reminder",
+        "notify_reseller",
+        "order_id",
+        "paid",
+        "payments",
+        "pending_request",
+        "reminder_every",
+        "reminder_start",
+        "request_cancel_at",
+        "request_id",
+        "reseller_id",
+        "seen",
+        "skipped",
+        "status",
+        "status_seq",
+        "suspend_at",
+        "threshold",
+    )
+
+    def __init__(self) -> None:
+        self.invoice_id = ""
+        self.customer_id = ""
+        self.currency = "USD"
+        self.amount = ZERO
+        self.paid = ZERO
+        # payment_id -> what still stands of it; made on the first payment (most never get one
+        # and millions of invoices stay in memory).
+        self.payments: dict[str, Decimal] | None = None
+        self.issued_at = 0
+        self.due_at = 0
+        self.debit = False
+        self.order_id: str | None = None
+        self.reseller_id: str | None = None
+        self.request_id: str | None = None
+        self.pending_request = False
+        self.notify_reseller = False
+        self.status = ""
+        self.status_seq = 0
+        # Pending one-shot actions, sorted: [time, priority, name].
+        self.actions: list[tuple[int, int, str]] = []
+        self.limit_at: int | None = None
+        self.suspend_at: int | None = None
+        self.delete_at: int | None = None
+        self.request_cancel_at: int | None = None
+        self.reminder_every = 0  # seconds; 0 = off
+        self.reminder_start: int | None = None  # None until collection starts
+        self.next_reminder: int | None = None
+        self.charge_retry: tuple[int, ...] = ()
+        self.charge_at: int | None = None  # when attempt `charge_next` is due
+        self.charge_next = 0
+        self.charge_sent = 0  # the attempt awaiting its result, 0 = none
+        self.threshold = ZERO
+        self.fee_fixed: Decimal | None = None
+        self.fee_percent: Decimal | None = None
+        self.skipped = False  # overdue stage skipped: due at due_at was within the threshold
+        self.level = NONE
+        self.hold_version = 0
+        self.issued_by = ""  # the invoice.issued event_id
+        self.seen: set[str] | None = None  # event ids applied since; made on the first
+
+    # -- derived -------------------------------------------------------------------------
+
+    @property
+    def due(self) -> Decimal:
+        """What is still due; negative when overpaid. paid + due == amount, always."""
+        return self.amount - self.paid
+
+    @property
+    def cancelled(self) -> bool:
+        return self.status == "cancelled"
+
+    @property
+    def subject(self) -> tuple[str, str]:
+        if self.order_id is not None:
+            return ("order", self.order_id)
+        return ("customer", self.customer_id)
+
+    def status_at(self, now: int) -> str:
+        """Contract §2: overdue is past due_at with something due."""
+        if self.status == "cancelled":
+            return "cancelled"
+        if self.amount - self.paid <= 0:
+            return "paid"
+        if now >= self.due_at:
+            return "overdue"
+        return "partially_paid" if self.paid > 0 else "unpaid"
+
+    def next_at(self) -> int | None:
+        """When this invoice next needs a tick; None while nothing can happen by time alone."""
+        if self.status == "cancelled" or self.amount - self.paid <= 0:
+            return None
+        best = self.actions[0][0] if self.actions else None
+        for t in (self.next_reminder, self.charge_at):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    def pending(self, name: str) -> int | None:
+        for at, _, action in self.actions:
+            if action == name:
+                return at
+        return None
+
+    def deadlines(self, now: int) -> dict[str, str]:
+        """The invoice's deadlines that still apply, for notices to say what happens when."""
+        out = {"due_at": format_time(self.due_at)}
+        for at, _, name in self.actions:
+            if at > now and name in ("suspend", "delete", "request_cancel"):
+                out[f"{name}_at"] = format_time(at)
+        return out
+
+    def zero(self) -> str:
+        return fmt(ZERO, self.currency)
+
+    def audiences(self) -> tuple[str, ...]:
+        if self.notify_reseller and self.reseller_id is not None:
+            return ("customer", "reseller")
+        return ("customer",)
+
+    def notice(self, now: int) -> dict[str, Any]:
+        """The fields every notification about this invoice carries, but its audience."""
+        body: dict[str, Any] = {
+            "invoice_id": self.invoice_id,
+            "customer_id": self.customer_id,
+            "amount_due": str(self.due) if self.amount > self.paid else self.zero(),
+            "currency": self.currency,
+            **self.deadlines(now),
+        }
+        if self.order_id is not None:
+            body["order_id"] = self.order_id
+        if self.reseller_id is not None:
+            body["reseller_id"] = self.reseller_id
+        return body
+
+
+# -- output helpers -------------------------------------------------------------------------
+
+
+def _command(
+    inv: Invoice, topic: str, ctype: str, key: object, now: int, cause: str, **fields: Any
+) -> m.Command:
+    value = {
+        "command_id": command_id(inv.invoice_id, ctype, key),
+        "type": ctype,
+        "issued_at": format_time(now),
+        "causation_id": cause,
+        "invoice_id": inv.invoice_id,
+        **fields,
+    }
+    return m.Command(topic, inv.invoice_id, value)
+
+
+def notifications(
+    scope: str,
+    ctype: str,
+    key: object,
+    now: int,
+    cause: str,
+    notice: dict[str, Any],
+    audiences: tuple[str, ...],
+) -> list[m.Command]:
+    """One notification per audience; the reseller's copy has an id of its own."""
+    issued_at = format_time(now)
+    return [
+        m.Command(
+            NOTIFICATIONS,
+            notice["invoice_id"],
+            {
+                "command_id": command_id(scope, ctype, key, audience),
+                "type": ctype,
+                "issued_at": issued_at,
+                "causation_id": cause,
+                "audience": audience,
+                **notice,
+            },
+        )
+        for audience in audiences
+    ]
+
+
+def _notify(inv: Invoice, ctype: str, key: object, now: int, cause: str, out: Out) -> None:
+    out.commands += notifications(
+        inv.invoice_id, ctype, key, now, cause, inv.notice(now), inv.audiences()
+    )
+
+
+def _emit_status(inv: Invoice, now: int, cause: str, out: Out, at: int | None = None) -> None:
+    """Emit invoice.status if the status at logical time `at` (default `now`) changed."""
+    status = inv.status_at(now if at is None else at)
+    if status == inv.status:
+        return
+    inv.status = status
+    _status_command(inv, now, cause, out)
+
+
+def _status_command(inv: Invoice, now: int, cause: str, out: Out) -> None:
+    inv.status_seq += 1
+    iid = inv.invoice_id
+    out.commands.append(m.Command(BILLING, iid, {
+        "command_id": command_id(iid, "invoice.status", inv.status_seq),
+        "type": "invoice.status",
+        "issued_at": format_time(now),
+        "causation_id": cause,
+        "invoice_id": iid,
+        "status": inv.status,
+        "amount_due": str(inv.amount - inv.paid),  # kept quantized: str() is the wire form
+        "amount_paid": str(inv.paid),
+        "currency": inv.currency,
+    }))
+
+
+def _signal(inv: Invoice, action: str, level: int, now: int, cause: str, out: Out) -> None:
+    kind, sid = inv.subject
+    inv.hold_version += 1
+    out.signals.append(
+        Signal(
+            kind,
+            sid,
+            inv.invoice_id,
+            inv.hold_version,
+            action,
+            level,
+            now,
+            cause,
+            inv.notice(now),
+            inv.audiences(),
+            inv.request_id,
+        )
+    )
+
+
+def _schedule(inv: Invoice, at: int, priority: int, name: str) -> None:
+    inv.actions.append((at, priority, name))
+    inv.actions.sort()
+
+
+def _plan(inv: Invoice, at: int, priority: int, name: str) -> None:
+    """Add an action while issuing; `issue` sorts the plan once at the end."""
+    inv.actions.append((at, priority, name))
+
+
+def _drop(inv: Invoice, names: frozenset[str]) -> None:
+    inv.actions = [a for a in inv.actions if a[2] not in names]
+
+
+def _end_request_cancel(inv: Invoice) -> None:
+    if inv.request_cancel_at is not None:
+        inv.request_cancel_at = None
+        _drop(inv, frozenset(("request_cancel",)))
+
+
+# -- issue ----------------------------------------------------------------------------------
+
+
+def _after(start: int, days: int | None) -> int | None:
+    return None if days is None else start + days * DAY
+
+
+def _override(overrides: dict[str, Any], name: str, default: int | None) -> int | None:
+    """An invoice's own value wins over the policy's; False turns the stage off."""
+    if name not in overrides:
+        return default
+    value = overrides[name]
+    return None if value is False else value
+
+
+def issue(event: m.InvoiceIssued, terms: Terms, clock: int, out: Out) -> Invoice:
+    """A new invoice: its dates from the policy and its overrides, and what issue triggers."""
+    inv = Invoice()
+    now = max(clock, event.issued_at)
+    inv.invoice_id = event.invoice_id
+    inv.customer_id = event.customer_id
+    inv.currency = event.currency
+    inv.amount = quantize(event.amount, event.currency)
+    inv.paid = quantize(ZERO, event.currency)  # every amount kept in the currency's places
+    inv.issued_at = event.issued_at
+    inv.due_at = due_at = (
+        event.due_at if event.due_at is not None else event.issued_at + terms.terms_days * DAY
+    )
+    inv.debit = event.document == "debit_note"
+    inv.order_id = event.order_id
+    inv.reseller_id = event.reseller_id
+    inv.request_id = event.request_id
+    inv.pending_request = event.request_status == "pending"
+    inv.notify_reseller = terms.notify_reseller
+    inv.issued_by = event.event_id
+    ov = event.overrides
+
+    every = _override(ov, "reminder_every_days", terms.reminder_every_days)
+    inv.reminder_every = (every or 0) * DAY
+    if not inv.pending_request:
+        _start_collection(inv, event.issued_at)
+
+    # The status marker: at due_at an invoice with something due becomes overdue.
+    _plan(inv, due_at, OVERDUE, "overdue")
+    if not inv.debit:  # debit notes get reminder days only (rule 13)
+        for days in terms.due_soon_days:
+            at = due_at - days * DAY
+            if at >= now:  # a moment already past at issue is skipped
+                _plan(inv, at, DUE_SOON, f"due_soon:{days}")
+        inv.threshold = terms.collection_threshold
+        inv.fee_fixed, inv.fee_percent = terms.late_fee, terms.late_fee_percent
+        if inv.fee_fixed is not None or inv.fee_percent is not None:
+            _plan(inv, due_at + terms.late_fee_after_days * DAY, LATE_FEE, "late_fee")
+        if terms.limit_after_days is not None:
+            inv.limit_at = due_at + terms.limit_after_days * DAY
+            _plan(inv, inv.limit_at, LIMIT, "limit")
+        inv.suspend_at = _override(ov, "suspend_at", _after(due_at, terms.suspend_after_days))
+        if inv.suspend_at is not None:
+            _plan(inv, inv.suspend_at, SUSPEND, "suspend")
+        inv.delete_at = _override(ov, "delete_at", _after(due_at, terms.delete_after_days))
+        if inv.delete_at is not None:
+            _plan(inv, inv.delete_at, DELETE, "delete")
+        if event.origin == "system" and inv.pending_request:
+            default = _after(event.issued_at, terms.request_cancel_after_days)
+            inv.request_cancel_at = _override(ov, "request_cancel_at", default)
+            if inv.request_cancel_at is not None:
+                _plan(inv, inv.request_cancel_at, REQUEST_CANCEL, "request_cancel")
+        inv.charge_retry = terms.charge_retry_days
+        if terms.auto_charge == "on_due":
+            inv.charge_at, inv.charge_next = due_at, 1
+
+    inv.actions.sort()
+    _emit_status(inv, now, event.event_id, out)
+    if not inv.debit and terms.auto_charge == "on_issue" and inv.due > 0:
+        inv.charge_next = 1
+        _charge(inv, now, event.event_id, out)
+    return inv
+
+
+def _start_collection(inv: Invoice, at: int) -> None:
+    inv.reminder_start = at
+    inv.next_reminder = at + inv.reminder_every if inv.reminder_every else None
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+def apply(inv: Invoice, event: m.Event, clock: int, out: Out) -> str:
+    """React to one event for an issued invoice; returns the outcome for metrics."""
+    eid = event.event_id
+    if eid == inv.issued_by or (inv.seen is not None and eid in inv.seen):
+        return m.DUPLICATE
+    if inv.cancelled:
+        return m.IGNORED
+    now = max(clock, inv.issued_at)
+    handler = _HANDLERS.get(type(event))
+    if handler is None:  # a second invoice.issued for the same invoice
+        out.dead_letters.append(
+            m.DeadLetter(event.source or m.Source(""), m.INVALID_FIELD,
+                         f"invoice {inv.invoice_id} was already issued")
+        )
+        return m.DEAD_LETTERED
+    outcome = handler(inv, event, now, out)
+    if outcome == m.APPLIED:
+        if inv.seen is None:
+            inv.seen = set()
+        inv.seen.add(eid)
+    return outcome
+
+
+def _reject(event: m.Event, error: str, reason: str, out: Out) -> str:
+    out.dead_letters.append(m.DeadLetter(event.source or m.Source(""), error, reason))
+    return m.DEAD_LETTERED
+
+
+def _fits(inv: Invoice, amount: Decimal) -> bool:
+    return -amount.as_tuple().exponent <= EXPONENTS[inv.currency]  # type: ignore[operator]
+
+
+def _on_payment(inv: Invoice, event: m.PaymentApplied, now: int, out: Out) -> str:
+    if event.currency != inv.currency:
+        return _reject(
+            event,
+            m.CURRENCY_MISMATCH,
+            f"payment in {event.currency} for invoice {inv.invoice_id} in {inv.currency}",
+            out,
+        )
+    if inv.payments is None:
+        inv.payments = {}
+    elif event.payment_id in inv.payments:
+        return m.DUPLICATE
+    amount = quantize(event.amount, inv.currency)
+    inv.payments[event.payment_id] = amount
+    inv.paid += amount
+    # Any payment, even partial and even if reversed later, ends request cancellation (rule 12).
+    _end_request_cancel(inv)
+    _amounts_changed(inv, now, event.event_id, out)
+    return m.APPLIED
+
+
+def _on_reversal(inv: Invoice, event: m.PaymentReversed, now: int, out: Out) -> str:
+    standing = inv.payments.get(event.payment_id) if inv.payments else None
+    if standing is None:
+        return _reject(
+            event, m.INVALID_FIELD, f"payment {event.payment_id} was never applied to "
+            f"invoice {inv.invoice_id}", out,
+        )
+    if not _fits(inv, event.amount) or event.amount > standing:
+        return _reject(
+            event, m.INVALID_FIELD, f"reversal of {event.amount} exceeds the {standing} "
+            f"{inv.currency} that stands of payment {event.payment_id}", out,
+        )
+    amount = quantize(event.amount, inv.currency)
+    inv.payments[event.payment_id] = standing - amount  # type: ignore[index]
+    inv.paid -= amount
+    _amounts_changed(inv, now, event.event_id, out)
+    return m.APPLIED
+
+
+def _on_adjusted(inv: Invoice, event: m.InvoiceAdjusted, now: int, out: Out) -> str:
+    if not _fits(inv, event.amount):
+        return _reject(
+            event, m.INVALID_FIELD, f"amount {event.amount} has more places than {inv.currency}",
+            out,
+        )
+    inv.amount = quantize(event.amount, inv.currency)
+    _amounts_changed(inv, now, event.event_id, out)
+    return m.APPLIED
+
+
+def _on_cancelled(inv: Invoice, event: m.InvoiceCancelled, now: int, out: Out) -> str:
+    _cancel(inv, now, event.event_id, out)
+    return m.APPLIED
+
+
+def _on_charge_failed(inv: Invoice, event: m.ChargeFailed, now: int, out: Out) -> str:
+    if event.attempt != inv.charge_sent:
+        return m.IGNORED  # not the attempt we are waiting on: late, repeated or foreign
+    inv.charge_sent = 0
+    if event.hard:
+        inv.charge_at = None
+        if inv.due > 0:  # paid some other way meanwhile: nothing to tell the customer
+            _notify(inv, "notify.charge_failed", event.attempt, now, event.event_id, out)
+    elif event.attempt <= len(inv.charge_retry):
+        inv.charge_next = event.attempt + 1
+        inv.charge_at = now + inv.charge_retry[event.attempt - 1] * DAY
+    return m.APPLIED
+
+
+def _on_request_completed(inv: Invoice, event: m.RequestCompleted, now: int, out: Out) -> str:
+    if not inv.pending_request:
+        return m.IGNORED
+    inv.pending_request = False
+    _end_request_cancel(inv)
+    _start_collection(inv, now)
+    return m.APPLIED
+
+
+_HANDLERS: dict[type, Any] = {
+    m.PaymentApplied: _on_payment,
+    m.PaymentReversed: _on_reversal,
+    m.InvoiceAdjusted: _on_adjusted,
+    m.InvoiceCancelled: _on_cancelled,
+    m.ChargeFailed: _on_charge_failed,
+    m.RequestCompleted: _on_request_completed,
+}
+
+
+def _amounts_changed(inv: Invoice, now: int, cause: str, out: Out) -> None:
+    if inv.due <= 0 and inv.level in (LIMITED, SUSPENDED):
+        # Fully paid: let go of the subject. Should it owe again (a chargeback), the limit and
+        # suspension dates still stand, so those actions wait to fire again.
+        _signal(inv, "release", NONE, now, cause, out)
+        inv.level = NONE
+        for at, prio, name in ((inv.limit_at, LIMIT, "limit"),
+                               (inv.suspend_at, SUSPEND, "suspend")):
+            if at is not None and not inv.skipped and inv.pending(name) is None:
+                _schedule(inv, at, prio, name)
+    _emit_status(inv, now, cause, out)
+
+
+def _cancel(inv: Invoice, now: int, cause: str, out: Out) -> None:
+    inv.actions = []
+    inv.next_reminder = inv.charge_at = None
+    if inv.level in (LIMITED, SUSPENDED):  # a cancelled invoice releases its subject (rule 14)
+        _signal(inv, "release", NONE, now, cause, out)
+        inv.level = NONE
+    inv.status = "cancelled"
+    _status_command(inv, now, cause, out)
+
+
+# -- time -----------------------------------------------------------------------------------
+
+
+def advance(inv: Invoice, now: int, cause: str, out: Out, until: int | None = None) -> None:
+    """On a tick at `now`, fire in time order every action due by `until` (default `now`).
+
+    The engine passes `until` to interleave invoices by action time when a tick jumps, so
+    that the subjects they share see their actions in time order. A reminder fires at most
+    once per tick: once fired, the next slot is after `now`.
+    """
+    until = now if until is None else until
+    while inv.status != "cancelled" and inv.amount > inv.paid:
+        best: tuple[int, int] | None = None
+        if inv.actions and inv.actions[0][0] <= until:
+            best = inv.actions[0][:2]
+        at = inv.charge_at
+        if at is not None and at <= until and (best is None or (at, CHARGE) < best):
+            best = (at, CHARGE)
+        at = inv.next_reminder
+        if at is not None and at <= until and (best is None or (at, REMINDER) < best):
+            best = (at, REMINDER)
+        if best is None:
+            break
+        if best[1] == CHARGE:
+            inv.charge_at = None
+            _charge(inv, now, cause, out)
+        elif best[1] == REMINDER:
+            _remind(inv, now, cause, out)
+        else:
+            _fire(inv, inv.actions.pop(0)[2], now, cause, out)
+    _emit_status(inv, now, cause, out, at=until)
+
+
+def _charge(inv: Invoice, now: int, cause: str, out: Out) -> None:
+    inv.charge_sent = inv.charge_next
+    out.commands.append(
+        _command(
+            inv, BILLING, "charge.request", inv.charge_next, now, cause,
+            amount=str(inv.due), currency=inv.currency, attempt=inv.charge_next,
+            customer_id=inv.customer_id,
+        )
+    )
+
+
+def _remind(inv: Invoice, now: int, cause: str, out: Out) -> None:
+    slot = inv.next_reminder
+    assert slot is not None and inv.reminder_start is not None
+    if inv.skipped and slot > inv.due_at:
+        inv.next_reminder = None  # rule 6: a skipped overdue stage stops later reminders
+        return
+    every, start = inv.reminder_every, inv.reminder_start
+    _notify(inv, "notify.reminder", f"{start}:{(slot - start) // every}", now, cause, out)
+    inv.next_reminder = start + ((now - start) // every + 1) * every  # next slot after now
+
+
+def _fire(inv: Invoice, name: str, now: int, cause: str, out: Out) -> None:
+    if name == "overdue":
+        _emit_status(inv, now, cause, out, at=inv.due_at)  # status first, then the notice
+        if inv.debit:
+            return  # the status turns; debit notes get no overdue notices
+        if inv.due <= inv.threshold:
+            inv.skipped = True
+            _drop(inv, STAGE)
+        elif not inv.pending_request:
+            _notify(inv, "notify.overdue", "", now, cause, out)
+    elif name.startswith("due_soon:"):
+        if not inv.pending_request:
+            _notify(inv, "notify.due_soon", name[9:], now, cause, out)
+    elif name == "late_fee":
+        _late_fee(inv, now, cause, out)
+    elif name == "limit":
+        _hold(inv, LIMITED, now, cause, out)
+    elif name == "suspend":
+        _hold(inv, SUSPENDED, now, cause, out)
+    elif name == "delete":
+        _hold(inv, DELETED, now, cause, out)
+        # Deletion is the end of collection for this invoice: no more reminders or charges.
+        inv.actions = []
+        inv.next_reminder = inv.charge_at = None
+    elif name == "request_cancel":
+        _signal(inv, "cancel_request", inv.level, now, cause, out)
+        out.commands.append(_command(inv, BILLING, "invoice.cancel", "", now, cause,
+                                     reason="request_cancelled"))
+        _notify(inv, "notify.request_cancelled", "", now, cause, out)
+        _cancel(inv, now, cause, out)
+
+
+def _late_fee(inv: Invoice, now: int, cause: str, out: Out) -> None:
+    if inv.fee_fixed is not None:
+        fee = quantize(inv.fee_fixed, inv.currency)
+    else:
+        assert inv.fee_percent is not None
+        fee = quantize(inv.due * inv.fee_percent / 100, inv.currency)
+    if fee <= 0:
+        return
+    out.commands.append(_command(inv, BILLING, "invoice.late_fee", "", now, cause,
+                                 amount=fmt(fee, inv.currency), currency=inv.currency))
+    if not inv.pending_request:
+        notice = inv.notice(now)
+        notice["late_fee"] = fmt(fee, inv.currency)
+        out.commands += notifications(inv.invoice_id, "notify.late_fee", "", now, cause, notice,
+                                      inv.audiences())
+
+
+def _hold(inv: Invoice, level: int, now: int, cause: str, out: Out) -> None:
+    if level > inv.level:
+        inv.level = level
+        _signal(inv, "hold", level, now, cause, out)

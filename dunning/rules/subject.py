@@ -1,0 +1,86 @@
+"""Subject holds (contract rule 11): one order or customer, held by many invoices.
+
+Runs keyed by subject, fed the `Signal`s that invoices send. A subject takes the highest level
+any of its unpaid invoices asks for, gets one command per change of level, is restored only when
+its last holding invoice lets go, and once deleted takes no provisioning command ever again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dunning.rules import model as m
+from dunning.rules.ids import command_id
+from dunning.rules.invoice import DELETED, LIMITED, NONE, SUSPENDED, Signal, notifications
+from dunning.rules.times import format_time
+from dunning.streams.topics import PROVISIONING
+
+_ACTIONS = {
+    LIMITED: ("service.limit", "notify.limited"),
+    SUSPENDED: ("service.suspend", "notify.suspended"),
+    DELETED: ("service.delete", "notify.deleted"),
+}
+
+
+class Subject:
+    __slots__ = ("epoch", "holders", "id", "key", "kind", "level", "versions")
+
+    def __init__(self, kind: str, sid: str) -> None:
+        self.kind = kind
+        self.id = sid
+        self.key = f"{kind}:{sid}"
+        self.level = NONE
+        self.epoch = 0  # one per hold-and-restore cycle, so each cycle's commands differ
+        self.holders: dict[str, int] = {}  # invoice_id -> the level it holds
+        self.versions: dict[str, int] = {}  # invoice_id -> last signal version applied
+
+
+def _provision(subj: Subject, ctype: str, key: object, sig: Signal, **fields: Any) -> m.Command:
+    value = {
+        "command_id": command_id(subj.key, ctype, key),
+        "type": ctype,
+        "issued_at": format_time(sig.now),
+        "causation_id": sig.cause,
+        "invoice_id": sig.invoice_id,
+        "subject": {"kind": subj.kind, "id": subj.id},
+        "invoice_ids": sorted(subj.holders),
+        **fields,
+    }
+    return m.Command(PROVISIONING, subj.key, value)
+
+
+def apply_signal(subj: Subject, sig: Signal) -> tuple[str, list[m.Command]]:
+    """Apply one signal; returns the outcome and the commands it causes."""
+    if sig.version <= subj.versions.get(sig.invoice_id, 0):
+        return m.DUPLICATE, []  # redelivered after a crash or rebalance
+    subj.versions[sig.invoice_id] = sig.version
+    if subj.level == DELETED:
+        subj.holders.pop(sig.invoice_id, None)
+        return m.IGNORED, []  # deletion is irreversible: nothing follows it
+    commands: list[m.Command] = []
+    if sig.action == "hold":
+        subj.holders[sig.invoice_id] = sig.level
+        if sig.level > subj.level:
+            subj.level = sig.level
+            service, notice = _ACTIONS[sig.level]
+            commands.append(_provision(subj, service, subj.epoch, sig))
+            commands += _notices(subj, notice, sig)
+    elif sig.action == "release":
+        subj.holders.pop(sig.invoice_id, None)
+        if not subj.holders and subj.level in (LIMITED, SUSPENDED):
+            subj.level = NONE
+            commands.append(_provision(subj, "service.unsuspend", subj.epoch, sig))
+            commands += _notices(subj, "notify.unsuspended", sig)
+            subj.epoch += 1
+    elif sig.action == "cancel_request":
+        # The invoice's own release, if it held the subject, follows as a separate signal.
+        commands.append(
+            _provision(subj, "request.cancel", sig.invoice_id, sig, request_id=sig.request_id)
+        )
+    return m.APPLIED, commands
+
+
+def _notices(subj: Subject, ctype: str, sig: Signal) -> list[m.Command]:
+    return notifications(
+        subj.key, ctype, subj.epoch, sig.now, sig.cause, sig.notice, sig.audiences
+    )
