@@ -57,6 +57,13 @@ _OFF: dict[str, Any] = {
     "charge_retry_days": (),
     "auto_charge": "off",
 }
+# Keys that always apply, so `false` is a mistake rather than "off": what to write instead.
+_NO_OFF = {
+    "terms_days": "give the days to pay (0 = due on issue)",
+    "collection_threshold": 'give an amount ("0.00" = collect any balance)',
+    "late_fee_after_days": "give the days after due (0 = at once); turn the fee off with "
+                           "late_fee = false",
+}
 KEYS = tuple(f.name for f in fields(Terms))
 DEBIT_NOTE_KEYS = ("terms_days", "reminder_every_days", "notify_reseller")
 KINDS = ("regular", "out_of_turn")
@@ -132,23 +139,27 @@ _PARSERS: dict[str, Any] = {
 }
 
 
+# A layer's address: ("defaults",), ("debit_note",), ("class", NAME), ("class", NAME, KIND) or
+# ("product", NAME). Tuples, not dotted strings, so a quoted name holding a dot (class "x.regular")
+# cannot land on another class's layer.
+LayerKey = tuple[str, ...]
+
+
 class Policy:
     """A validated policy file. `terms()` resolves (and caches) the layers for an invoice."""
 
-    def __init__(self, source: str, layers: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, source: str, layers: dict[LayerKey, dict[str, Any]]) -> None:
         self.source = source
-        # Section name ("defaults", "class.business", "class.business.out_of_turn",
-        # "product.x", "debit_note") -> its validated values.
-        self.layers = layers
+        self.layers = layers  # layer address -> its validated values
         self._cache: dict[tuple[str, str | None, str, str | None], Terms] = {}
 
     @property
     def classes(self) -> list[str]:
-        return sorted({k.split(".")[1] for k in self.layers if k.startswith("class.")})
+        return sorted({k[1] for k in self.layers if k[0] == "class"})
 
     @property
     def products(self) -> list[str]:
-        return sorted(k.split(".", 1)[1] for k in self.layers if k.startswith("product."))
+        return sorted(k[1] for k in self.layers if k[0] == "product")
 
     def terms(
         self,
@@ -157,6 +168,7 @@ class Policy:
         kind: str = "regular",
         product: str | None = None,
     ) -> Terms:
+        # Called once per issued invoice (millions a run); the combinations are few, so cache.
         key = (document, customer_class, kind, product)
         found = self._cache.get(key)
         if found is None:
@@ -165,18 +177,21 @@ class Policy:
 
     def _resolve(self, document: str, customer_class: str | None, kind: str,
                  product: str | None) -> Terms:
+        get = self.layers.get
+        layers: list[dict[str, Any]]
         if document == "debit_note":
-            names = ["defaults", "(built-in debit note)", "debit_note"]
+            # The built-in 5 days sits above [defaults], so a default reminder never reaches them.
+            layers = [get(("defaults",), {}), _DEBIT_BUILTIN, get(("debit_note",), {})]
         else:
-            names = ["defaults"]
+            layers = [get(("defaults",), {})]
             if customer_class is not None:
-                names += [f"class.{customer_class}", f"class.{customer_class}.{kind}"]
+                layers += [get(("class", customer_class), {}),
+                           get(("class", customer_class, kind), {})]
             if product is not None:
-                names.append(f"product.{product}")
+                layers.append(get(("product", product), {}))
         values: dict[str, Any] = {}
-        for name in names:
-            layer = _DEBIT_BUILTIN if name.startswith("(") else self.layers.get(name, {})
-            if any(k in layer for k in _FEE):
+        for layer in layers:
+            if "late_fee" in layer or "late_fee_percent" in layer:
                 # One stage: the most specific layer that sets either kind of fee decides.
                 values.pop("late_fee", None)
                 values.pop("late_fee_percent", None)
@@ -200,6 +215,8 @@ def _layer(source: str, section: str, table: dict[str, Any]) -> dict[str, Any]:
         if raw is False and key in _OFF:
             values[key] = _OFF[key]
             continue
+        if raw is False and key in _NO_OFF:
+            raise PolicyError(source, where, f"cannot be turned off with false; {_NO_OFF[key]}")
         try:
             values[key] = _PARSERS[key](raw)
         except ValueError as exc:
@@ -222,22 +239,27 @@ def parse_policy(text: str, source: str = "policy") -> Policy:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(source, "(file)", f"not valid TOML: {exc}") from None
-    layers: dict[str, dict[str, Any]] = {}
+    layers: dict[LayerKey, dict[str, Any]] = {}
     for name, value in doc.items():
         if name in ("defaults", "debit_note"):
-            layers[name] = _layer(source, name, _table(source, name, value))
+            layers[(name,)] = _layer(source, name, _table(source, name, value))
         elif name in ("class", "product"):
             for sub, table in _table(source, name, value).items():
                 section = f"{name}.{sub}"
                 table = dict(_table(source, section, table))
                 if name == "class":
-                    for kind in [k for k, v in table.items() if isinstance(v, dict)]:
+                    for kind in [k for k, v in table.items() if isinstance(v, dict) or k in KINDS]:
                         if kind not in KINDS:
                             raise PolicyError(source, f"[{section}.{kind}]", "a class has only "
                                               "the sub-tables regular and out_of_turn")
-                        layers[f"{section}.{kind}"] = _layer(source, f"{section}.{kind}",
-                                                             table.pop(kind))
-                layers[section] = _layer(source, section, table)
+                        kind_section = f"{section}.{kind}"
+                        layers[(name, sub, kind)] = _layer(
+                            source, kind_section, _table(source, kind_section, table.pop(kind)))
+                layers[(name, sub)] = _layer(source, section, table)
+        elif not isinstance(value, dict):
+            # A bare `key = value` above the first section header.
+            raise PolicyError(source, name, "a key outside any section; put it under [defaults] "
+                              "(or the section it belongs to)")
         else:
             raise PolicyError(source, f"[{name}]", "unknown section; sections are [defaults], "
                               "[debit_note], [class.NAME], [class.NAME.regular], "
@@ -246,6 +268,7 @@ def parse_policy(text: str, source: str = "policy") -> Policy:
 
 
 def load_policy(path: str | Path) -> Policy:
+    """Read and validate a policy file; a missing or unreadable file is a PolicyError too."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
