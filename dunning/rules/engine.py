@@ -86,10 +86,9 @@ class Engine:
         elif isinstance(event, m.InvoiceIssued):
             terms = self.policy.terms(event.document, event.customer_class, event.kind,
                                       event.product)
-            inv = self.invoices[iid] = issue(event, terms, self.clock, out)
             # What waited for this invoice applies now, in the order it arrived.
-            for held in self.held.pop(iid, ()):
-                apply(inv, held.event, self.clock, out)
+            early = [held.event for held in self.held.pop(iid, ())]
+            inv = self.invoices[iid] = issue(event, terms, self.clock, out, early)
             self._unclocked.discard(iid)
             outcome = m.APPLIED
         else:

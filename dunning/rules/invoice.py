@@ -9,6 +9,7 @@ runs keyed by subject so one order held by many invoices gets one suspend.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -348,8 +349,14 @@ def _override(overrides: dict[str, Any], name: str, default: int | None) -> int 
     return None if value is False else value
 
 
-def issue(event: m.InvoiceIssued, terms: Terms, clock: int, out: Out) -> Invoice:
-    """A new invoice: its dates from the policy and its overrides, and what issue triggers."""
+def issue(
+    event: m.InvoiceIssued, terms: Terms, clock: int, out: Out, held: Iterable[m.Event] = (),
+) -> Invoice:
+    """A new invoice: its dates from the policy and its overrides, and what issue triggers.
+
+    `held` are the events that arrived before the invoice, in arrival order; they apply before
+    the on-issue charge so that a customer who paid early is charged only what is still due.
+    """
     inv = Invoice()
     now = max(clock, event.issued_at)
     inv.invoice_id = event.invoice_id
@@ -406,7 +413,9 @@ def issue(event: m.InvoiceIssued, terms: Terms, clock: int, out: Out) -> Invoice
 
     inv.actions.sort()
     _emit_status(inv, now, event.event_id, out)
-    if not inv.debit and terms.auto_charge == "on_issue" and inv.due > 0:
+    for early in held:
+        apply(inv, early, clock, out)
+    if not inv.debit and terms.auto_charge == "on_issue" and inv.due > 0 and not inv.cancelled:
         inv.charge_next = 1
         _charge(inv, now, event.event_id, out)
     return inv
@@ -436,10 +445,11 @@ def apply(inv: Invoice, event: m.Event, clock: int, out: Out) -> str:
         )
         return m.DEAD_LETTERED
     outcome = handler(inv, event, now, out)
-    if outcome == m.APPLIED:
-        if inv.seen is None:
-            inv.seen = set()
-        inv.seen.add(eid)
+    # Remember the id whatever the outcome: a redelivery must not apply an event that was
+    # ignored the first time (a charge.failed for an attempt not yet requested, say).
+    if inv.seen is None:
+        inv.seen = set()
+    inv.seen.add(eid)
     return outcome
 
 

@@ -101,6 +101,23 @@ def test_on_issue_charges_what_is_due_at_issue_as_attempt_1():
     assert charge["issued_at"] == "2026-01-01T00:00:00Z"
 
 
+def test_on_issue_charges_only_what_early_payments_left_due():
+    d = charging("on_issue")
+    d.tick("2026-01-01")
+    d.pay(amount="30.00")  # before its invoice: held, then applied when the invoice arrives
+    d.issue(amount="100.00")
+    assert charges(d) == [("2026-01-01", 1, "70.00")]
+
+
+def test_on_issue_does_not_charge_an_invoice_paid_before_it_arrived():
+    d = charging("on_issue")
+    d.tick("2026-01-01")
+    d.pay(amount="100.00")
+    d.issue(amount="100.00")
+    assert charges(d) == []
+    assert d.statuses()[-1] == "paid"
+
+
 def test_no_charge_when_auto_charge_is_off():
     d = Driver(policy(auto_charge='"off"'))
     d.issue()
@@ -210,6 +227,21 @@ def test_failure_for_an_attempt_not_awaited_is_ignored():
     assert d.charge_failed(3, hard=True).commands == []
     d.ticks("2026-01-03", "2026-01-20")
     assert [c[1] for c in charges(d)] == [1]
+
+
+def test_a_failure_ignored_once_stays_ignored_when_redelivered():
+    d = charging("on_due", "[3]")
+    d.issue()
+    early = {"type": "charge.failed", "event_id": "fail-early", "invoice_id": "inv-1",
+             "attempt": 1, "hard": True}
+    assert d.send(early).commands == []  # attempt 1 is not out yet
+    d.tick("2026-01-31")  # due: attempt 1 goes out
+    assert charges(d) == [("2026-01-31", 1, "100.00")]
+    assert d.send(early).commands == []  # the same event again: a duplicate, not a failure
+    assert d.of("notify.charge_failed") == []
+    d.charge_failed(1)  # the real (soft) failure of attempt 1 is still awaited
+    d.tick("2026-02-03")
+    assert charges(d)[-1] == ("2026-02-03", 2, "100.00")
 
 
 def test_repeated_failure_for_a_handled_attempt_does_not_move_the_retry():
