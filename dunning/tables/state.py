@@ -1,0 +1,357 @@
+"""Byte encodings of the rules' state for Kafka-backed tables and the invoice→subject topic.
+
+Each record is one orjson array: a format version first, then the fields in a fixed order (no
+field names: a billing run keeps millions of invoices and recovery reads every one). Decimals
+travel as their str() and come back with the same exponent, because the rules keep amounts
+quantized so that str() is the wire form. Sets, tuples and None come back as the types the
+classes use. A later version appends or reorders fields under a new number; decoders then
+migrate older numbers instead of rejecting them.
+
+Decoding checks the frame (JSON, an array, the version, the field count) and every field that
+needs converting, and raises ValueError naming the problem; plain str/int/bool fields are
+trusted, as these bytes are only ever written by `encode_*`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from operator import attrgetter
+from typing import Any
+
+import orjson
+
+from dunning.rules import model as m
+from dunning.rules.engine import Held
+from dunning.rules.invoice import CHARGE, REMINDER, Invoice, Signal
+from dunning.rules.money import fmt
+from dunning.rules.subject import Subject
+from dunning.rules.times import DAY, format_time
+from dunning.streams.codec import decode
+
+INVOICE_VERSION = SUBJECT_VERSION = HELD_VERSION = SIGNAL_VERSION = 1
+
+Convert = Callable[[Any], Any]
+
+
+# -- field converters: (to JSON, from JSON) -------------------------------------------------
+
+
+def _need(value: Any, kind: type, what: str) -> Any:
+    if type(value) is not kind:
+        raise ValueError(f"expected {what}, got {type(value).__name__}")
+    return value
+
+
+def _decimal(text: Any) -> Decimal:
+    if type(text) is str:
+        return Decimal(text)  # Decimal(str) keeps the exponent: "5.00" stays 5.00
+    raise ValueError(f"expected a decimal string, got {type(text).__name__}")
+
+
+def _opt(convert: Convert) -> Convert:
+    return lambda v: None if v is None else convert(v)
+
+
+def _payments_out(payments: dict[str, Decimal] | None) -> dict[str, str] | None:
+    return None if payments is None else {pid: str(a) for pid, a in payments.items()}
+
+
+def _payments_in(payments: Any) -> dict[str, Decimal] | None:
+    if payments is None:
+        return None
+    return {pid: _decimal(a) for pid, a in _need(payments, dict, "an object").items()}
+
+
+def _actions_in(actions: Any) -> list[tuple[int, int, str]]:
+    return [(at, prio, name) for at, prio, name in _need(actions, list, "an array")]
+
+
+def _tuple_in(values: Any) -> tuple[Any, ...]:
+    return tuple(_need(values, list, "an array"))
+
+
+def _seen_out(seen: set[str] | None) -> list[str] | None:
+    return None if seen is None else sorted(seen)  # sorted: the same state, the same bytes
+
+
+def _seen_in(seen: Any) -> set[str] | None:
+    return None if seen is None else set(_need(seen, list, "an array"))
+
+
+def _dict_in(value: Any) -> dict[str, Any]:
+    return _need(value, dict, "an object")
+
+
+_DECIMAL = (str, _decimal)
+_OPT_DECIMAL = (_opt(str), _opt(_decimal))
+_PAYMENTS = (_payments_out, _payments_in)
+_ACTIONS = (None, _actions_in)  # a list of tuples is already JSON
+_TUPLE = (None, _tuple_in)
+_SEEN = (_seen_out, _seen_in)
+_OBJECT = (None, _dict_in)
+
+
+# -- one layout: a class's slots in a fixed order -------------------------------------------
+
+
+class _Layout:
+    """Fields of `cls` in wire order, each with an optional (to JSON, from JSON) pair."""
+
+    def __init__(self, what: str, cls: type, version: int,
+                 fields: tuple[tuple[str, tuple[Convert | None, Convert] | None], ...]) -> None:
+        self.what, self.cls, self.version = what, cls, version
+        self.names = tuple(name for name, _ in fields)
+        self._get = attrgetter(*self.names)
+        # Positions in the encoded row (the version is at 0).
+        self._out = [(i + 1, c[0]) for i, (_, c) in enumerate(fields) if c and c[0]]
+        self._in = [(i + 1, name, c[1]) for i, (name, c) in enumerate(fields) if c]
+
+    def encode(self, obj: Any) -> bytes:
+        row = [self.version, *self._get(obj)]
+        for i, convert in self._out:
+            row[i] = convert(row[i])
+        return orjson.dumps(row)
+
+    def decode(self, data: bytes) -> Any:
+        row = _frame(data, self.what, self.version)
+        if len(row) != len(self.names) + 1:
+            raise ValueError(f"{self.what} state has {len(row) - 1} fields; version "
+                             f"{self.version} has {len(self.names)}")
+        for i, name, convert in self._in:
+            try:
+                row[i] = convert(row[i])
+            except (TypeError, ValueError, ArithmeticError) as exc:
+                raise ValueError(f"{self.what} state: field {name}: {exc}") from None
+        # No __init__: every slot is set below, and one the layout lacks stays unset, so it
+        # fails at first use (and in the round-trip tests) instead of taking a default.
+        obj = self.cls.__new__(self.cls)
+        for name, value in zip(self.names, row[1:], strict=True):
+            setattr(obj, name, value)
+        return obj
+
+
+def _frame(data: bytes, what: str, version: int) -> list[Any]:
+    """The JSON array inside `data`, checked to be of `version`."""
+    try:
+        row = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"{what} state is not JSON: {exc}") from None
+    if type(row) is not list or not row:
+        raise ValueError(f"{what} state is not a JSON array led by its format version")
+    if type(row[0]) is not int or row[0] != version:
+        raise ValueError(f"{what} state has format version {row[0]!r}; this dunning reads "
+                         f"version {version}")
+    return row
+
+
+_INVOICE = _Layout("invoice", Invoice, INVOICE_VERSION, (
+    ("invoice_id", None),
+    ("customer_id", None),
+    ("order_id", None),
+    ("reseller_id", None),
+    ("request_id", None),
+    ("issued_by", None),
+    ("currency", None),
+    ("amount", _DECIMAL),
+    ("paid", _DECIMAL),
+    ("payments", _PAYMENTS),
+    ("threshold", _DECIMAL),
+    ("fee_fixed", _OPT_DECIMAL),
+    ("fee_percent", _OPT_DECIMAL),
+    ("issued_at", None),
+    ("due_at", None),
+    ("status", None),
+    ("status_seq", None),
+    ("actions", _ACTIONS),
+    ("limit_at", None),
+    ("suspend_at", None),
+    ("delete_at", None),
+    ("request_cancel_at", None),
+    ("reminder_every", None),
+    ("reminder_start", None),
+    ("next_reminder", None),
+    ("charge_retry", _TUPLE),
+    ("charge_at", None),
+    ("charge_next", None),
+    ("charge_sent", None),
+    ("debit", None),
+    ("pending_request", None),
+    ("notify_reseller", None),
+    ("skipped", None),
+    ("level", None),
+    ("hold_version", None),
+    ("seen", _SEEN),
+))
+
+# `key` is not stored: Subject derives it from kind and id.
+_SUBJECT = _Layout("subject", Subject, SUBJECT_VERSION, (
+    ("kind", None),
+    ("id", None),
+    ("level", None),
+    ("epoch", None),
+    ("holders", _OBJECT),
+    ("versions", _OBJECT),
+))
+
+_SIGNAL = _Layout("signal", Signal, SIGNAL_VERSION, (
+    ("subject_kind", None),
+    ("subject_id", None),
+    ("invoice_id", None),
+    ("version", None),
+    ("action", None),
+    ("level", None),
+    ("now", None),
+    ("cause", None),
+    ("notice", _OBJECT),
+    ("audiences", _TUPLE),
+    ("request_id", None),
+))
+
+
+# -- public API -----------------------------------------------------------------------------
+
+
+def encode_invoice(inv: Invoice) -> bytes:
+    return _INVOICE.encode(inv)
+
+
+def decode_invoice(data: bytes) -> Invoice:
+    return _INVOICE.decode(data)
+
+
+def encode_subject(subj: Subject) -> bytes:
+    return _SUBJECT.encode(subj)
+
+
+def decode_subject(data: bytes) -> Subject:
+    subj = _SUBJECT.decode(data)
+    subj.key = f"{subj.kind}:{subj.id}"
+    return subj
+
+
+def encode_signal(sig: Signal) -> bytes:
+    return _SIGNAL.encode(sig)
+
+
+def decode_signal(data: bytes) -> Signal:
+    return _SIGNAL.decode(data)
+
+
+# Held events are kept as their raw input records, so that an orphan can still be
+# dead-lettered unchanged after a restart. Bytes go as latin-1 text: lossless for any bytes
+# (keys need not be UTF-8), and ASCII, the usual case, stays as it is.
+
+
+def encode_held(held: list[Held]) -> bytes:
+    rows: list[Any] = [HELD_VERSION]
+    for h in held:
+        src = h.event.source
+        if src is None:
+            raise ValueError(f"held {h.event.type} {h.event.event_id} has no source record; "
+                             "without one it could not be dead-lettered after a restart")
+        key = None if src.key is None else src.key.decode("latin-1")
+        rows.append([src.topic, src.partition, src.offset, key, src.value.decode("latin-1"),
+                     h.held_at])
+    return orjson.dumps(rows)
+
+
+def decode_held(data: bytes) -> list[Held]:
+    rows = _frame(data, "held", HELD_VERSION)
+    return [_held(row, n) for n, row in enumerate(rows[1:], 1)]
+
+
+def _held(row: Any, n: int) -> Held:
+    if type(row) is not list or len(row) != 6:
+        raise ValueError(f"held event {n} is not [topic, partition, offset, key, value, held_at]")
+    topic, partition, offset, key, value, held_at = row
+    try:
+        raw_key = None if key is None else key.encode("latin-1")
+        raw = value.encode("latin-1")
+    except (AttributeError, ValueError) as exc:
+        raise ValueError(f"held event {n}: key and value must be latin-1 text: {exc}") from None
+    # The record passed the size limit when it arrived; a lower limit since must not drop it.
+    event = decode(topic, raw_key, raw, partition, offset, max_bytes=len(raw))
+    if isinstance(event, m.DeadLetter):
+        raise ValueError(f"held event {n} ({topic} partition {partition} offset {offset}) no "
+                         f"longer decodes: {event.error}: {event.reason}")
+    return Held(event, held_at)
+
+
+# -- the invoice as JSON for GET /invoices/{id} (contract §5) -------------------------------
+
+_HOLDS = ("none", "limited", "suspended", "deleted")
+
+
+def _time(at: int | None) -> str | None:
+    return None if at is None else format_time(at)
+
+
+def _scheduled(inv: Invoice) -> list[tuple[int, int, str]]:
+    """Every pending action as (time, priority, name), in the order `advance` fires them."""
+    pending = list(inv.actions)
+    if inv.charge_at is not None:
+        pending.append((inv.charge_at, CHARGE, "charge"))
+    if inv.next_reminder is not None:
+        pending.append((inv.next_reminder, REMINDER, "reminder"))
+    return sorted(pending)
+
+
+def invoice_view(inv: Invoice) -> dict[str, Any]:
+    """The invoice's state in readable JSON terms: money as strings, times in RFC 3339."""
+    cur = inv.currency
+    scheduled = [{"action": name, "at": format_time(at)} for at, _, name in _scheduled(inv)]
+    kind, sid = inv.subject
+    return {
+        "invoice_id": inv.invoice_id,
+        "customer_id": inv.customer_id,
+        "order_id": inv.order_id,
+        "reseller_id": inv.reseller_id,
+        "subject": {"kind": kind, "id": sid},
+        "document": "debit_note" if inv.debit else "invoice",
+        "status": inv.status,
+        "currency": cur,
+        "amount": fmt(inv.amount, cur),
+        "amount_paid": fmt(inv.paid, cur),
+        "amount_due": fmt(inv.due, cur),
+        "payments": [{"payment_id": pid, "amount": fmt(a, cur)}  # what stands after reversals
+                     for pid, a in (inv.payments or {}).items()],
+        "issued_at": format_time(inv.issued_at),
+        "due_at": format_time(inv.due_at),
+        "limit_at": _time(inv.limit_at),
+        "suspend_at": _time(inv.suspend_at),
+        "delete_at": _time(inv.delete_at),
+        "request_cancel_at": _time(inv.request_cancel_at),
+        "request": None if inv.request_id is None else {
+            "request_id": inv.request_id, "pending": inv.pending_request},
+        # next_at() is None once paid or cancelled: then nothing fires, whatever is listed.
+        "next_action": scheduled[0] if scheduled and inv.next_at() is not None else None,
+        "scheduled": scheduled,
+        **_collection_terms(inv),
+    }
+
+
+def _collection_terms(inv: Invoice) -> dict[str, Any]:
+    cur = inv.currency
+    return {
+        "reminders": None if not inv.reminder_every else {
+            "every_days": inv.reminder_every // DAY,
+            "started_at": _time(inv.reminder_start),
+            "next_at": _time(inv.next_reminder),
+        },
+        "charge": None if not inv.charge_next else {
+            "next_attempt": inv.charge_next,
+            "next_at": _time(inv.charge_at),
+            "awaiting_attempt": inv.charge_sent or None,
+            "retry_days": list(inv.charge_retry),
+        },
+        "late_fee": None if inv.fee_fixed is None and inv.fee_percent is None else {
+            "amount": None if inv.fee_fixed is None else fmt(inv.fee_fixed, cur),
+            "percent": None if inv.fee_percent is None else str(inv.fee_percent),
+        },
+        "collection_threshold": fmt(inv.threshold, cur),
+        "overdue_stage_skipped": inv.skipped,
+        "service": _HOLDS[inv.level],
+        "issued_by": inv.issued_by,
+        "events_applied": len(inv.seen or ()),
+    }
