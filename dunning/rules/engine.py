@@ -47,6 +47,9 @@ class Engine:
         self.subjects: dict[str, Subject] = {}
         self.schedule = Schedule()
         self._unclocked: set[str] = set()
+        # Invoice ids whose state or held events changed, when a caller wants to know (the
+        # streaming worker writes just those to its table); None: not tracked.
+        self.touched: set[str] | None = None
 
     # -- input ---------------------------------------------------------------------------
 
@@ -60,15 +63,19 @@ class Engine:
         return self.handle(event)
 
     def handle(self, event: m.Event) -> Result:
-        out = Out()
-        if isinstance(event, m.ClockTick):
-            outcome = self._tick(event, out)
-        else:
-            outcome = self._event(event, out)
+        outcome, out = self.step(event)
         commands = out.commands
         for sig in out.signals:
             commands += self.signal(sig)
         return Result(outcome, commands, out.dead_letters)
+
+    def step(self, event: m.Event) -> tuple[str, Out]:
+        """The invoice side of one event: its outcome, commands, and the signals for subjects,
+        not yet applied (the streaming worker sends them to the subjects' partitions)."""
+        out = Out()
+        if isinstance(event, m.ClockTick):
+            return self._tick(event, out), out
+        return self._event(event, out), out
 
     def signal(self, sig: Signal) -> list[m.Command]:
         subj = self.subjects.get(sig.subject_key)
@@ -80,6 +87,8 @@ class Engine:
 
     def _event(self, event: m.Event, out: Out) -> str:
         iid = event.invoice_id
+        if self.touched is not None:
+            self.touched.add(iid)
         inv = self.invoices.get(iid)
         if inv is not None:
             outcome = apply(inv, event, self.clock, out)
@@ -118,7 +127,10 @@ class Engine:
         if now < self.clock:
             return m.IGNORED  # logical time never goes backwards
         self.clock = now
+        touched = self.touched
         for iid in self._unclocked:  # orphans held before the first tick start their wait now
+            if touched is not None:
+                touched.add(iid)
             for held in self.held.get(iid, ()):
                 held.held_at = now
             self._schedule_expiry(iid)
@@ -128,6 +140,8 @@ class Engine:
         # their actions fell due (a limit before another invoice's suspension, and so on).
         due: list[tuple[int, str]] = []
         for iid in self.schedule.pop_due(now):
+            if touched is not None:
+                touched.add(iid)
             inv = self.invoices.get(iid)
             if inv is None:
                 self._expire(iid, now, out)
@@ -139,7 +153,9 @@ class Engine:
         while due:
             at, iid = heapq.heappop(due)
             inv = self.invoices[iid]
+            signals = len(out.signals)
             advance(inv, now, tick.event_id, out, until=at)
+            out.signal_at += [at] * (len(out.signals) - signals)
             following = inv.next_at()
             if following is not None and following <= now:
                 heapq.heappush(due, (following, iid))

@@ -58,6 +58,9 @@ class Out:
     commands: list[m.Command] = field(default_factory=list)
     signals: list[Signal] = field(default_factory=list)
     dead_letters: list[m.DeadLetter] = field(default_factory=list)
+    # For each signal a tick caused, the action time it fired for: the streaming layer merges
+    # signals from several partitions into the order one engine would have made them in.
+    signal_at: list[int] = field(default_factory=list)
 
 
 class Invoice:

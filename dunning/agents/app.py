@@ -1,0 +1,160 @@
+"""The worker: a Faust app with three agents, two tables and the web views of contract §5.
+
+    billing.* --sequencer--> <app>-events --invoices--> collection.*
+                                                    \\-> <app>-signals --subjects--> collection.*
+
+Faust runs the consumer group, table changelogs and their recovery, and the web server; the
+agents take their topics' records in whole batches (`batches.BatchConsumer`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import faust
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client import generate_latest
+
+from dunning.agents.batches import BatchHandler, BatchTransport
+from dunning.agents.invoices import InvoiceAgent
+from dunning.agents.metrics import Metrics
+from dunning.agents.sequencer import Sequencer
+from dunning.agents.subjects import SubjectAgent
+from dunning.config.policy import Policy
+from dunning.config.settings import Settings
+from dunning.streams import records as wire
+from dunning.streams.topics import INPUTS, OUTPUTS
+from dunning.tables.state import invoice_view
+
+log = logging.getLogger("dunning.worker")
+# Prometheus text format; aiohttp refuses a charset in content_type (it adds utf-8 itself).
+EXPOSITION = "text/plain; version=0.0.4"
+
+
+class DunningApp(faust.App):
+    """A Faust app whose consumer gives the registered topics' records to handlers in batches."""
+
+    batch_handlers: dict[str, BatchHandler]
+
+    def _new_transport(self) -> Any:
+        return BatchTransport(self.conf.broker_consumer, self)
+
+
+async def ensure_topics(settings: Settings) -> int:
+    """Create the contract's topics and the internal ones where missing; returns the partition
+    count of the internal log, which every worker of the group must agree on."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    await admin.start()
+    try:
+        events = wire.events_topic(settings.app_id)
+        wanted = [*INPUTS, *OUTPUTS, events, wire.signals_topic(settings.app_id)]
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(t, settings.partitions, 1) for t in wanted if t not in existing]
+        if missing:
+            await admin.create_topics(missing)
+            log.info("created topics %s", ", ".join(t.name for t in missing))
+        described = await admin.describe_topics([events])
+        partitions = len(described[0]["partitions"])
+        if partitions != settings.partitions:
+            log.warning("%s has %d partitions; using them (--partitions %d applies to new "
+                        "topics only)", events, partitions, settings.partitions)
+        return partitions
+    finally:
+        await admin.close()
+
+
+def build_app(settings: Settings, policy: Policy, partitions: int) -> DunningApp:
+    app = DunningApp(
+        settings.app_id,
+        broker=settings.broker,
+        store="memory://",
+        datadir=f"{settings.data_dir}/{settings.app_id}-data",
+        autodiscover=False,
+        processing_guarantee="at_least_once",
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        broker_max_poll_records=5000,
+        broker_rebalance_timeout=settings.rebalance_timeout,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=max(0.5, settings.session_timeout / 10),
+        producer_linger_ms=5,
+        producer_max_batch_size=1 << 20,
+        table_standby_replicas=0,
+        web_port=settings.web_port,
+        web_bind="0.0.0.0",
+    )
+    app.batch_handlers = {}
+    metrics = Metrics()
+    # Keys and values are bytes (the app's raw serializers): state.py encodes the rows.
+    invoices = app.Table("invoices", partitions=partitions)
+    subjects = app.Table("subjects", partitions=partitions)
+    producer = app.producer
+    sequencer = Sequencer(producer, settings.app_id, partitions, metrics)
+    invoice_agent = InvoiceAgent(producer, invoices, policy, settings.app_id, partitions, metrics)
+    subject_agent = SubjectAgent(producer, subjects, partitions, metrics)
+    events = wire.events_topic(settings.app_id)
+    signals = wire.signals_topic(settings.app_id)
+    for topic in INPUTS:
+        app.batch_handlers[topic] = sequencer.handle
+    app.batch_handlers[events] = invoice_agent.handle
+    app.batch_handlers[signals] = subject_agent.handle
+
+    # Agents subscribe their topics in the group; their records reach the handlers above.
+    for name, topics in (("sequencer", INPUTS), ("invoices", (events,)),
+                         ("subjects", (signals,))):
+        channel = app.topic(*topics, key_serializer="raw", value_serializer="raw")
+        app.agent(channel, name=name)(_batched)
+
+    state = {"assigned": False}
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        invoice_agent.forget({tp.partition for tp in revoked if tp.topic == events})
+        subject_agent.forget({tp.partition for tp in revoked if tp.topic == signals})
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        state["assigned"] = True
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        if state["assigned"] and not app.rebalancing:
+            return web.json({"status": "ok", "partitions": sorted(invoice_agent.engines)})
+        return web.json({"status": "starting"}, status=503)
+
+    @app.page("/invoices/{invoice_id}")
+    async def invoice(web: Any, request: Any, invoice_id: str) -> Any:
+        found = invoice_agent.find(invoice_id)
+        if found is None:
+            return web.json({"error": f"no invoice {invoice_id} on this worker"}, status=404)
+        inv, clock = found
+        return web.json({**invoice_view(inv), "status_now": inv.status_at(clock)})
+
+    @app.page("/metrics")
+    async def metrics_view(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(metrics.registry), content_type=EXPOSITION)
+
+    app.dunning = {  # type: ignore[attr-defined]
+        "metrics": metrics, "invoices": invoice_agent, "subjects": subject_agent,
+    }
+    return app
+
+
+async def _batched(stream: Any) -> None:
+    """Never sees a record: the batch consumer hands this agent's topics to its handler."""
+    async for _ in stream:
+        raise RuntimeError("a batched topic's record reached Faust's stream")
+
+
+def run_worker(settings: Settings, policy: Policy) -> None:
+    os.makedirs(settings.data_dir, exist_ok=True)
+    partitions = asyncio.run(ensure_topics(settings))
+    app = build_app(settings, policy, partitions)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,132 @@
+"""The invoice agent: one engine per events partition, fed batches of that partition's log.
+
+For each batch: validate each record (dead-lettering what fails), step the engine, send the
+commands, dead letters and subject signals; flush; then write the touched invoices to the table
+(changelog first flushed means state never runs ahead of output); the consumer then commits.
+A crash anywhere replays the batch from the last state written, which emits the same commands
+with the same ids again: consumers see duplicates at most.
+
+After each tick the agent tells every subject partition how far this partition has come (a
+marker), so subjects can apply a tick's signals from all partitions in the engine's order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import orjson
+
+from dunning.agents.batches import Batch
+from dunning.agents.metrics import Metrics
+from dunning.config.policy import Policy
+from dunning.rules import model as m
+from dunning.rules.engine import Engine
+from dunning.rules.invoice import Out
+from dunning.streams import records as wire
+from dunning.streams.codec import decode
+from dunning.streams.topics import CLOCK, DEADLETTER
+from dunning.tables.partitions import apply_rows, engine_rows, rebuild_engine
+from dunning.tables.state import encode_signal
+
+
+class InvoiceAgent:
+    def __init__(self, producer: Any, table: Any, policy: Policy, app_id: str,
+                 partitions: int, metrics: Metrics) -> None:
+        self.producer = producer
+        self.table = table
+        self.policy = policy
+        self.signals_topic = wire.signals_topic(app_id)
+        self.partitions = partitions
+        self.metrics = metrics
+        self.engines: dict[int, Engine] = {}
+        self.last_batch: float | None = None  # monotonic time of the last batch, for /health
+
+    # -- assignment ------------------------------------------------------------------------
+
+    def engine(self, partition: int) -> Engine:
+        engine = self.engines.get(partition)
+        if engine is None:
+            engine = self.engines[partition] = rebuild_engine(
+                self.policy, self.table.data, partition, self.partitions)
+        return engine
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop engines of revoked partitions: a later assignment rebuilds from the table,
+        which holds whatever the partition's new owner wrote meanwhile."""
+        for p in partitions:
+            self.engines.pop(p, None)
+
+    def find(self, invoice_id: str) -> Any:
+        for engine in self.engines.values():
+            inv = engine.invoices.get(invoice_id)
+            if inv is not None:
+                return inv, engine.clock
+        return None
+
+    # -- the batch -------------------------------------------------------------------------
+
+    async def handle(self, batch: Batch) -> None:
+        send = self.producer.send
+        events: Counter[tuple[str, str, str]] = Counter()
+        commands: Counter[str] = Counter()
+        changelog = self.table.changelog_topic.get_topic_name()
+        written: list[tuple[int, list[Any]]] = []
+        for tp, records in batch.items():
+            p = tp.partition
+            engine = self.engine(p)
+            for r in records:
+                src, theirs = wire.forwarded_source(r.headers, r.value)
+                event = decode(src.topic, src.key, src.value, src.partition, src.offset)
+                if isinstance(event, m.DeadLetter):
+                    await self._dead_letter(event, theirs)
+                    events[(src.topic, wire.type_label(src.value), m.DEAD_LETTERED)] += 1
+                    continue
+                outcome, out = engine.step(event)
+                for command in out.commands:
+                    await send(command.topic, command.key.encode(),
+                               orjson.dumps(command.value), None, None, None)
+                    commands[command.value["type"]] += 1
+                for dl in out.dead_letters:
+                    await self._dead_letter(dl, ())
+                if out.signals:
+                    await self._signals(engine, out, p, r.offset, event)
+                if isinstance(event, m.ClockTick):
+                    await self._markers(engine.clock, p)
+                    if p != 0:
+                        continue  # a tick is on every partition; count it once
+                events[(src.topic if src.topic else CLOCK, event.type, outcome)] += 1
+            written.append((p, engine_rows(engine, p, self.table.data)))
+        # Output before state: once a row says an invoice moved on, what it emitted is out.
+        await self.producer.flush()
+        for p, rows in written:
+            for key, value in rows:
+                await send(changelog, key, value, p, None, None)
+            apply_rows(self.table.data, rows)
+        self.metrics.count(events, commands)
+        self.last_batch = time.monotonic()
+
+    async def _dead_letter(self, dl: m.DeadLetter, headers: Any) -> None:
+        key, value, dl_headers = wire.dead_letter(dl, list(headers))
+        await self.producer.send(DEADLETTER, key, value, None, None, dl_headers)
+
+    async def _signals(self, engine: Engine, out: Out, partition: int, offset: int,
+                       event: m.Event) -> None:
+        """Each signal to its subject's partition, with the key that orders it there: a tick's
+        signals by (action time, invoice) as the engine fires them, then the events after it."""
+        clock, n = engine.clock, self.partitions
+        for i, sig in enumerate(out.signals):
+            if isinstance(event, m.ClockTick):
+                order = [clock, 0, out.signal_at[i], sig.invoice_id, sig.version]
+            else:
+                order = [clock, 1, partition, offset, sig.version]
+            key = sig.subject_key.encode()
+            value = orjson.dumps(["s", order, orjson.Fragment(encode_signal(sig))])
+            await self.producer.send(self.signals_topic, key, value,
+                                     wire.partition_for(key, n), None, None)
+
+    async def _markers(self, clock: int, partition: int) -> None:
+        value = orjson.dumps(["m", clock, partition])
+        for q in range(self.partitions):
+            await self.producer.send(self.signals_topic, None, value, q, None, None)

@@ -1,0 +1,75 @@
+"""The edge agent: the four input topics onto one internal log per partition.
+
+Each input record is re-keyed by its invoice id (producers may key otherwise, or not at all)
+and each tick is copied to every partition, so that a partition's processor reads its invoices'
+events and the ticks in one order, the same on every replay. Records that cannot be routed
+(not JSON, no usable invoice id, a bad tick) are dead-lettered here; the full validation of the
+rest happens once, in the invoice processor, which also dead-letters what fails it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import orjson
+
+from dunning.agents.batches import Batch
+from dunning.agents.metrics import Metrics
+from dunning.rules import model as m
+from dunning.streams import records as wire
+from dunning.streams.codec import MAX_ID_CHARS, MAX_RECORD_BYTES, decode
+from dunning.streams.topics import CLOCK, DEADLETTER
+
+
+class Sequencer:
+    def __init__(self, producer: Any, app_id: str, partitions: int, metrics: Metrics) -> None:
+        self.producer = producer
+        self.topic = wire.events_topic(app_id)
+        self.partitions = partitions
+        self.metrics = metrics
+
+    async def handle(self, batch: Batch) -> None:
+        send, topic, n = self.producer.send, self.topic, self.partitions
+        dead: Counter[tuple[str, str, str]] = Counter()
+        for tp, records in batch.items():
+            source_topic = tp.topic
+            for r in records:
+                headers = wire.forward_headers(source_topic, tp.partition, r.offset, r.key,
+                                               r.headers)
+                iid = _invoice_id(source_topic, r.value)
+                if iid is not None:
+                    key = iid.encode()
+                    await send(topic, key, r.value, wire.partition_for(key, n), None, headers)
+                    continue
+                event = decode(source_topic, r.key, r.value, tp.partition, r.offset)
+                if isinstance(event, m.ClockTick):
+                    for p in range(n):  # one tick moves time on every partition
+                        await send(topic, None, r.value, p, None, headers)
+                    continue
+                if not isinstance(event, m.DeadLetter):  # cannot happen: routing checks less
+                    event = m.DeadLetter(m.Source(source_topic, tp.partition, r.offset, r.key,
+                                                  r.value or b""),
+                                         m.INVALID_FIELD, "the record has no usable invoice_id")
+                key, value, dl_headers = wire.dead_letter(event, list(r.headers or ()))
+                await send(DEADLETTER, key, value, None, None, dl_headers)
+                dead[(source_topic, wire.type_label(r.value), m.DEAD_LETTERED)] += 1
+        if dead:
+            self.metrics.count(dead, Counter())
+
+
+def _invoice_id(topic: str, value: bytes | None) -> str | None:
+    """The invoice id to route by, when the record has a usable one; None sends the record to
+    full validation here (ticks, and everything that will be dead-lettered)."""
+    if topic == CLOCK or value is None or len(value) > MAX_RECORD_BYTES:
+        return None
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or doc.get("type") == "clock.tick":
+        return None
+    iid = doc.get("invoice_id")
+    if isinstance(iid, str) and iid and len(iid) <= MAX_ID_CHARS:
+        return iid
+    return None

@@ -1,0 +1,122 @@
+"""The subject agent: holds on orders and customers (contract rule 11), keyed by subject.
+
+Invoices of one subject may sit on different partitions and workers, and after a jump in time
+one engine would have fired their actions in time order (a limit before another invoice's
+suspension). So signals wait here until every invoice partition has passed the tick they
+belong to (its marker), then apply sorted by the key the invoice agent gave them: the same
+order one engine would have used. Waiting signals are state like any other: they are written
+to the table with the markers, so a restart neither loses nor repeats them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from dunning.agents.batches import Batch
+from dunning.agents.metrics import Metrics
+from dunning.rules.subject import Subject, apply_signal
+from dunning.tables.partitions import SUBJECT, Row, apply_rows, waiting_key
+from dunning.tables.state import decode_signal, decode_subject, encode_subject
+
+
+@dataclass(slots=True)
+class Waiting:
+    """One signals partition: how far each invoice partition has come, and what waits."""
+
+    markers: list[int]
+    signals: list[list[Any]] = field(default_factory=list)  # [order, signal row]
+
+    def encode(self) -> bytes:
+        return orjson.dumps([self.markers, self.signals])
+
+    @classmethod
+    def decode(cls, data: bytes | None, partitions: int) -> Waiting:
+        if data is None:
+            return cls([0] * partitions)
+        markers, signals = orjson.loads(data)
+        markers += [0] * (partitions - len(markers))  # partitions were added since
+        return cls(markers, signals)
+
+
+class SubjectAgent:
+    def __init__(self, producer: Any, table: Any, partitions: int, metrics: Metrics) -> None:
+        self.producer = producer
+        self.table = table
+        self.partitions = partitions
+        self.metrics = metrics
+        self.waiting: dict[int, Waiting] = {}
+        self.subjects: dict[int, dict[str, Subject]] = {}
+        self.last_batch: float | None = None
+
+    def forget(self, partitions: set[int]) -> None:
+        for q in partitions:
+            self.waiting.pop(q, None)
+            self.subjects.pop(q, None)
+
+    def _subject(self, q: int, key: str, kind: str, sid: str) -> Subject:
+        cache = self.subjects.setdefault(q, {})
+        subj = cache.get(key)
+        if subj is None:
+            raw = self.table.data.get(SUBJECT + key.encode())
+            subj = decode_subject(raw) if raw is not None else Subject(kind, sid)
+            cache[key] = subj
+        return subj
+
+    async def handle(self, batch: Batch) -> None:
+        send = self.producer.send
+        commands: Counter[str] = Counter()
+        changelog = self.table.changelog_topic.get_topic_name()
+        written: list[tuple[int, list[Row]]] = []
+        for tp, records in batch.items():
+            q = tp.partition
+            w = self.waiting.get(q)
+            if w is None:
+                w = self.waiting[q] = Waiting.decode(self.table.data.get(waiting_key(q)),
+                                                     self.partitions)
+            pending = {_ident(s[1]) for s in w.signals}
+            for r in records:
+                doc = orjson.loads(r.value)
+                if doc[0] == "m":  # ["m", clock, invoice partition]
+                    _, clock, p = doc
+                    if p < len(w.markers) and clock > w.markers[p]:
+                        w.markers[p] = clock
+                else:  # ["s", order, signal row]; a redelivered one is already waiting
+                    ident = _ident(doc[2])
+                    if ident not in pending:
+                        pending.add(ident)
+                        w.signals.append(doc[1:])
+            rows: list[Row] = [(waiting_key(q), None)]
+            watermark = min(w.markers)
+            ready = sorted((s for s in w.signals if s[0][0] <= watermark), key=lambda s: s[0])
+            if ready:
+                w.signals = [s for s in w.signals if s[0][0] > watermark]
+                dirty: dict[str, Subject] = {}
+                for _, row in ready:
+                    sig = decode_signal(orjson.dumps(row))
+                    subj = self._subject(q, sig.subject_key, sig.subject_kind, sig.subject_id)
+                    _, out = apply_signal(subj, sig)
+                    dirty[subj.key] = subj
+                    for command in out:
+                        await send(command.topic, command.key.encode(),
+                                   orjson.dumps(command.value), None, None, None)
+                        commands[command.value["type"]] += 1
+                rows += [(SUBJECT + key.encode(), encode_subject(s)) for key, s in dirty.items()]
+            rows[0] = (waiting_key(q), w.encode())
+            written.append((q, rows))
+        await self.producer.flush()
+        for q, rows in written:
+            for key, value in rows:
+                await send(changelog, key, value, q, None, None)
+            apply_rows(self.table.data, rows)
+        self.metrics.count(Counter(), commands)
+        self.last_batch = time.monotonic()
+
+
+def _ident(row: list[Any]) -> tuple[str, int]:
+    """(invoice id, version) of an encoded signal: what makes it unique."""
+    return row[3], row[4]

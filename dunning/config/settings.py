@@ -1,0 +1,40 @@
+"""Worker settings: flags of `dunning worker`, each with its DUNNING_* variable (contract §4)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_BROKER = "kafka://127.0.0.1:9092"
+
+
+def env(flag: str, default: Any = None) -> Any:
+    """The DUNNING_* variable for `--some-flag`, else the default."""
+    return os.environ.get("DUNNING_" + flag.lstrip("-").replace("-", "_").upper(), default)
+
+
+def bootstrap(url: str) -> str:
+    """`kafka://host:port[;host:port]` (Faust's form) as aiokafka's `host:port,host:port`."""
+    hosts = url.split("://", 1)[-1]
+    return ",".join(h.strip().rstrip("/") for h in hosts.replace(";", ",").split(",") if h)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    broker: str = DEFAULT_BROKER
+    policy: str | None = None
+    database_url: str | None = None
+    web_port: int = 6066
+    partitions: int = 8
+    app_id: str = "dunning"
+    data_dir: str = ".dunning"
+    # Group timings. Tansu holds a join for about the rebalance timeout, so short ones let a
+    # worker start in seconds; a batch must still finish within it.
+    rebalance_timeout: float = 10.0
+    session_timeout: float = 30.0
+    log_level: str = "info"
+
+    @property
+    def bootstrap(self) -> str:
+        return bootstrap(self.broker)
