@@ -122,11 +122,11 @@ class InvoiceAgent:
             else:
                 order = [clock, 1, partition, offset, sig.version]
             key = sig.subject_key.encode()
-            value = orjson.dumps(["s", order, orjson.Fragment(encode_signal(sig))])
+            value = wire.signal_value(order, encode_signal(sig))
             await self.producer.send(self.signals_topic, key, value,
                                      wire.partition_for(key, n), None, None)
 
     async def _markers(self, clock: int, partition: int) -> None:
-        value = orjson.dumps(["m", clock, partition])
+        value = wire.marker_value(clock, partition)
         for q in range(self.partitions):
             await self.producer.send(self.signals_topic, None, value, q, None, None)

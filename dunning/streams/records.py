@@ -90,3 +90,15 @@ def type_label(value: bytes | None) -> str:
         return "unknown"
     etype = doc.get("type") if isinstance(doc, dict) else None
     return etype if etype in _KNOWN else "unknown"
+
+
+# On the signals log: ["s", order, signal] and ["m", clock, invoice partition]. `order` sorts a
+# signal among those of every partition (see agents.subjects).
+
+
+def signal_value(order: list[Any], encoded_signal: bytes) -> bytes:
+    return orjson.dumps(["s", order, orjson.Fragment(encoded_signal)])
+
+
+def marker_value(clock: int, partition: int) -> bytes:
+    return orjson.dumps(["m", clock, partition])
