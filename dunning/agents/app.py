@@ -90,10 +90,14 @@ def build_app(settings: Settings, policy: Policy, partitions: int) -> DunningApp
         web_bind="0.0.0.0",
     )
     app.batch_handlers = {}
+    # From a revocation until Faust has restored the tables for the new assignment, state is
+    # not whole: the batch consumer holds records back until then.
+    app.tables_ready = False  # type: ignore[attr-defined]
+    app.fetch_max_wait = settings.fetch_max_wait  # type: ignore[attr-defined]
     metrics = Metrics()
-    # Keys and values are bytes (the app's raw serializers): state.py encodes the rows.
-    invoices = app.Table("invoices", partitions=partitions)
-    subjects = app.Table("subjects", partitions=partitions)
+    # Keys and values are bytes, raw on the changelog: tables.state encodes the rows.
+    invoices = app.Table("invoices", partitions=partitions, key_type=bytes, value_type=bytes)
+    subjects = app.Table("subjects", partitions=partitions, key_type=bytes, value_type=bytes)
     producer = app.producer
     sequencer = Sequencer(producer, settings.app_id, partitions, metrics)
     invoice_agent = InvoiceAgent(producer, invoices, policy, settings.app_id, partitions, metrics)
@@ -115,6 +119,7 @@ def build_app(settings: Settings, policy: Policy, partitions: int) -> DunningApp
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        app.tables_ready = False  # type: ignore[attr-defined]
         invoice_agent.forget({tp.partition for tp in revoked if tp.topic == events})
         subject_agent.forget({tp.partition for tp in revoked if tp.topic == signals})
 
@@ -122,9 +127,13 @@ def build_app(settings: Settings, policy: Policy, partitions: int) -> DunningApp
     async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
         state["assigned"] = True
 
+    @app.on_rebalance_complete.connect
+    async def on_recovered(sender: Any, **kwargs: Any) -> None:
+        app.tables_ready = True  # type: ignore[attr-defined]
+
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
-        if state["assigned"] and not app.rebalancing:
+        if state["assigned"] and app.tables_ready:  # type: ignore[attr-defined]
             return web.json({"status": "ok", "partitions": sorted(invoice_agent.engines)})
         return web.json({"status": "starting"}, status=503)
 

@@ -17,11 +17,74 @@ from typing import Any
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
+from dunning.tables.partitions import apply_rows
+
 Batch = dict[TP, list[Any]]  # aiokafka ConsumerRecords of one fetch, by partition
 BatchHandler = Callable[[Batch], Awaitable[None]]
 
 
+class Outbox:
+    """Sends through Faust's producer and keeps each delivery's future: a batch whose output
+    did not all reach the broker fails (and is redone after a restart) instead of being
+    committed. A producer's flush alone waits for deliveries but does not report failures."""
+
+    def __init__(self, producer: Any) -> None:
+        self.producer = producer
+        self._pending: list[Any] = []
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None,
+                   partition: int | None = None, headers: Any = None) -> None:
+        self._pending.append(
+            await self.producer.send(topic, key, value, partition, None, headers))
+
+    async def flush(self) -> None:
+        await self.producer.flush()
+        pending, self._pending = self._pending, []
+        for delivery in pending:
+            if delivery.done():
+                delivery.result()  # raises the delivery's error
+            else:
+                await delivery
+
+
+async def write_rows(out: Outbox, changelog: str, written: list[tuple[int, list[Any]]],
+                     store: Any) -> None:
+    """Write a batch's table rows to the changelog and the local store; each partition's last
+    row goes alone, after the others are out.
+
+    Tansu reports a partition's end offset as the first offset of its last record batch plus
+    one, so a reader that stops at the end offset (Faust's table recovery does) misses the
+    rest of that batch. Ending every write with a one-record batch keeps the end offset true;
+    on Kafka it costs one more flush per batch.
+    """
+    for p, rows in written:
+        for key, value in rows[:-1]:
+            await out.send(changelog, key, value, p)
+    await out.flush()
+    for p, rows in written:
+        if rows:
+            await out.send(changelog, rows[-1][0], rows[-1][1], p)
+    await out.flush()
+    for _, rows in written:
+        apply_rows(store, rows)
+
+
+class ConsumerThread(driver.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Faust fixes the fetch long-poll at 1.5 s. Brokers that hold a fetch for all of it
+        # when little is waiting (Tansu does) then add that to every hop of a quiet pipeline;
+        # the app's setting (`fetch_max_wait`, seconds) bounds it.
+        wait = getattr(self.app, "fetch_max_wait", None)
+        if wait is not None:
+            consumer._fetch_max_wait_ms = int(wait * 1000)
+        return consumer
+
+
 class BatchConsumer(driver.Consumer):
+    def _new_consumer_thread(self) -> Any:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - Faust's loop
         handlers: dict[str, BatchHandler] = self.app.batch_handlers  # type: ignore[attr-defined]
         callback = self.callback
@@ -46,6 +109,11 @@ class BatchConsumer(driver.Consumer):
                                 callback(self._to_message(tp, record)),
                                 self.suspend_flow.wait(),
                             )
+                    elif not self.app.tables_ready:  # type: ignore[attr-defined]
+                        # Tables are still being restored after a rebalance, so state is not
+                        # whole yet (Faust fetches stream partitions meanwhile). Fetch these
+                        # records again once it is.
+                        await self.seek(tp, recs[0].offset)
                     else:
                         batches.setdefault(handler, {})[tp] = recs
                 for handler, batch in batches.items():

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from dunning.agents.batches import Batch
+from dunning.agents.batches import Batch, Outbox, write_rows
 from dunning.agents.metrics import Metrics
 from dunning.config.policy import Policy
 from dunning.rules import model as m
@@ -27,14 +27,14 @@ from dunning.rules.invoice import Out
 from dunning.streams import records as wire
 from dunning.streams.codec import decode
 from dunning.streams.topics import CLOCK, DEADLETTER
-from dunning.tables.partitions import apply_rows, engine_rows, rebuild_engine
+from dunning.tables.partitions import engine_rows, rebuild_engine
 from dunning.tables.state import encode_signal
 
 
 class InvoiceAgent:
     def __init__(self, producer: Any, table: Any, policy: Policy, app_id: str,
                  partitions: int, metrics: Metrics) -> None:
-        self.producer = producer
+        self.out = Outbox(producer)
         self.table = table
         self.policy = policy
         self.signals_topic = wire.signals_topic(app_id)
@@ -68,7 +68,7 @@ class InvoiceAgent:
     # -- the batch -------------------------------------------------------------------------
 
     async def handle(self, batch: Batch) -> None:
-        send = self.producer.send
+        send = self.out.send
         events: Counter[tuple[str, str, str]] = Counter()
         commands: Counter[str] = Counter()
         changelog = self.table.changelog_topic.get_topic_name()
@@ -86,7 +86,7 @@ class InvoiceAgent:
                 outcome, out = engine.step(event)
                 for command in out.commands:
                     await send(command.topic, command.key.encode(),
-                               orjson.dumps(command.value), None, None, None)
+                               orjson.dumps(command.value))
                     commands[command.value["type"]] += 1
                 for dl in out.dead_letters:
                     await self._dead_letter(dl, ())
@@ -99,17 +99,14 @@ class InvoiceAgent:
                 events[(src.topic if src.topic else CLOCK, event.type, outcome)] += 1
             written.append((p, engine_rows(engine, p, self.table.data)))
         # Output before state: once a row says an invoice moved on, what it emitted is out.
-        await self.producer.flush()
-        for p, rows in written:
-            for key, value in rows:
-                await send(changelog, key, value, p, None, None)
-            apply_rows(self.table.data, rows)
+        await self.out.flush()
+        await write_rows(self.out, changelog, written, self.table.data)
         self.metrics.count(events, commands)
         self.last_batch = time.monotonic()
 
     async def _dead_letter(self, dl: m.DeadLetter, headers: Any) -> None:
         key, value, dl_headers = wire.dead_letter(dl, list(headers))
-        await self.producer.send(DEADLETTER, key, value, None, None, dl_headers)
+        await self.out.send(DEADLETTER, key, value, None, dl_headers)
 
     async def _signals(self, engine: Engine, out: Out, partition: int, offset: int,
                        event: m.Event) -> None:
@@ -123,10 +120,9 @@ class InvoiceAgent:
                 order = [clock, 1, partition, offset, sig.version]
             key = sig.subject_key.encode()
             value = wire.signal_value(order, encode_signal(sig))
-            await self.producer.send(self.signals_topic, key, value,
-                                     wire.partition_for(key, n), None, None)
+            await self.out.send(self.signals_topic, key, value, wire.partition_for(key, n))
 
     async def _markers(self, clock: int, partition: int) -> None:
         value = wire.marker_value(clock, partition)
         for q in range(self.partitions):
-            await self.producer.send(self.signals_topic, None, value, q, None, None)
+            await self.out.send(self.signals_topic, None, value, q)

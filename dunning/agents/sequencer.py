@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from dunning.agents.batches import Batch
+from dunning.agents.batches import Batch, Outbox
 from dunning.agents.metrics import Metrics
 from dunning.rules import model as m
 from dunning.streams import records as wire
@@ -24,13 +24,13 @@ from dunning.streams.topics import CLOCK, DEADLETTER
 
 class Sequencer:
     def __init__(self, producer: Any, app_id: str, partitions: int, metrics: Metrics) -> None:
-        self.producer = producer
+        self.out = Outbox(producer)
         self.topic = wire.events_topic(app_id)
         self.partitions = partitions
         self.metrics = metrics
 
     async def handle(self, batch: Batch) -> None:
-        send, topic, n = self.producer.send, self.topic, self.partitions
+        send, topic, n = self.out.send, self.topic, self.partitions
         dead: Counter[tuple[str, str, str]] = Counter()
         for tp, records in batch.items():
             source_topic = tp.topic
@@ -40,20 +40,21 @@ class Sequencer:
                 iid = _invoice_id(source_topic, r.value)
                 if iid is not None:
                     key = iid.encode()
-                    await send(topic, key, r.value, wire.partition_for(key, n), None, headers)
+                    await send(topic, key, r.value, wire.partition_for(key, n), headers)
                     continue
                 event = decode(source_topic, r.key, r.value, tp.partition, r.offset)
                 if isinstance(event, m.ClockTick):
                     for p in range(n):  # one tick moves time on every partition
-                        await send(topic, None, r.value, p, None, headers)
+                        await send(topic, None, r.value, p, headers)
                     continue
                 if not isinstance(event, m.DeadLetter):  # cannot happen: routing checks less
                     event = m.DeadLetter(m.Source(source_topic, tp.partition, r.offset, r.key,
                                                   r.value or b""),
                                          m.INVALID_FIELD, "the record has no usable invoice_id")
                 key, value, dl_headers = wire.dead_letter(event, list(r.headers or ()))
-                await send(DEADLETTER, key, value, None, None, dl_headers)
+                await send(DEADLETTER, key, value, None, dl_headers)
                 dead[(source_topic, wire.type_label(r.value), m.DEAD_LETTERED)] += 1
+        await self.out.flush()
         if dead:
             self.metrics.count(dead, Counter())
 

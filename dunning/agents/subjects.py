@@ -17,10 +17,10 @@ from typing import Any
 
 import orjson
 
-from dunning.agents.batches import Batch
+from dunning.agents.batches import Batch, Outbox, write_rows
 from dunning.agents.metrics import Metrics
 from dunning.rules.subject import Subject, apply_signal
-from dunning.tables.partitions import SUBJECT, Row, apply_rows, waiting_key
+from dunning.tables.partitions import SUBJECT, Row, waiting_key
 from dunning.tables.state import decode_signal, decode_subject, encode_subject
 
 
@@ -45,7 +45,7 @@ class Waiting:
 
 class SubjectAgent:
     def __init__(self, producer: Any, table: Any, partitions: int, metrics: Metrics) -> None:
-        self.producer = producer
+        self.out = Outbox(producer)
         self.table = table
         self.partitions = partitions
         self.metrics = metrics
@@ -68,7 +68,7 @@ class SubjectAgent:
         return subj
 
     async def handle(self, batch: Batch) -> None:
-        send = self.producer.send
+        send = self.out.send
         commands: Counter[str] = Counter()
         changelog = self.table.changelog_topic.get_topic_name()
         written: list[tuple[int, list[Row]]] = []
@@ -90,7 +90,7 @@ class SubjectAgent:
                     if ident not in pending:
                         pending.add(ident)
                         w.signals.append(doc[1:])
-            rows: list[Row] = [(waiting_key(q), None)]
+            rows: list[Row] = []
             watermark = min(w.markers)
             ready = sorted((s for s in w.signals if s[0][0] <= watermark), key=lambda s: s[0])
             if ready:
@@ -103,16 +103,13 @@ class SubjectAgent:
                     dirty[subj.key] = subj
                     for command in out:
                         await send(command.topic, command.key.encode(),
-                                   orjson.dumps(command.value), None, None, None)
+                                   orjson.dumps(command.value))
                         commands[command.value["type"]] += 1
                 rows += [(SUBJECT + key.encode(), encode_subject(s)) for key, s in dirty.items()]
-            rows[0] = (waiting_key(q), w.encode())
+            rows.append((waiting_key(q), w.encode()))  # last: see batches.write_rows
             written.append((q, rows))
-        await self.producer.flush()
-        for q, rows in written:
-            for key, value in rows:
-                await send(changelog, key, value, q, None, None)
-            apply_rows(self.table.data, rows)
+        await self.out.flush()
+        await write_rows(self.out, changelog, written, self.table.data)
         self.metrics.count(Counter(), commands)
         self.last_batch = time.monotonic()
 

@@ -33,6 +33,8 @@ class Settings:
     # worker start in seconds; a batch must still finish within it.
     rebalance_timeout: float = 10.0
     session_timeout: float = 30.0
+    # Longest a fetch waits at the broker for records to arrive: latency of a quiet hop.
+    fetch_max_wait: float = 0.1
     log_level: str = "info"
 
     @property

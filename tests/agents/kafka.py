@@ -1,10 +1,10 @@
 """Test harness for the worker: a real Tansu broker, worker processes, and an input script
-sent with barriers so the broker sees records and ticks in the order the pure engine did.
+sent with barriers so the worker sees records and ticks in the order the pure engine did.
 
-The worker reads four input topics whose interleaving no one controls; the contract orders
-only what a tick separates. So the harness sends the events between two ticks, waits until the
-worker's group has committed them on the input topics (they are on the internal log, before the
-tick), and only then sends the tick. The pure engine gets the same records in the same order.
+The worker reads four input topics whose interleaving no one controls (Kafka orders records
+within a partition only). So the harness sends a run of records of one topic, waits until the
+worker's group has committed them on the input topics (they are on the internal log), and only
+then sends the next run or tick. The pure engine gets the same records in the same order.
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ class Worker:
         args = [sys.executable, "-m", "dunning.cli", "worker", "--broker", self.broker.url,
                 "--app-id", self.app_id, "--web-port", str(self.web_port),
                 "--partitions", str(self.partitions), "--rebalance-timeout", "2",
-                "--session-timeout", "6", "--log-level", "warn"]
+                "--session-timeout", "6",
+                "--log-level", os.environ.get("DUNNING_TEST_WORKER_LOG", "warn")]
         if self.policy:
             args += ["--policy", self.policy]
         log = open(self.log_path or os.devnull, "ab")  # noqa: SIM115 - the process owns it
@@ -135,7 +136,7 @@ class Client:
         self.app_id = app_id
         self.loop = asyncio.new_event_loop()
         self._offsets: AIOKafkaConsumer | None = None
-        self._tps: dict[tuple[str, ...], list[TopicPartition]] = {}
+        self.sent: dict[TopicPartition, int] = {}  # next offset after what this client sent
 
         async def start() -> tuple[AIOKafkaProducer, AIOKafkaAdminClient]:
             producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=2)
@@ -163,65 +164,87 @@ class Client:
             futures = [await self.producer.send(t, v, key=k) for t, k, v in records]
             await self.producer.flush()
             for f in futures:
-                await f
+                meta = await f
+                tp = TopicPartition(meta.topic, meta.partition)
+                self.sent[tp] = max(self.sent.get(tp, 0), meta.offset + 1)
 
         self.run(go())
 
     def play(self, script: list[Record], timeout: float = 120, on_phase: Any = None) -> None:
-        """Send `script`, waiting before each tick until the group has taken everything
-        sent before it. `on_phase(n)` runs before phase n (a test kills workers there)."""
-        phase: list[Record] = []
-        n = 0
+        """Send `script` in its order as far as Kafka keeps order: records of one topic go
+        together, and before a record of another topic (or a tick) is sent, the group must
+        have taken everything before it. `on_phase(n)` runs before the n-th tick is sent (a
+        test kills workers there)."""
+        run: list[Record] = []
+        ticks = 0
         for record in script:
+            if run and (is_tick(record) or record[0] != run[0][0]):
+                self.send(run)
+                self.barrier(topics.INPUTS, timeout)
+                run = []
             if is_tick(record):
-                if phase:
-                    self.send(phase)
-                    self.barrier(topics.INPUTS, timeout)
-                    phase = []
                 if on_phase is not None:
-                    on_phase(n)
-                n += 1
+                    on_phase(ticks)
+                ticks += 1
                 self.send([record])
                 self.barrier(topics.INPUTS, timeout)
             else:
-                phase.append(record)
-        if phase:
-            self.send(phase)
+                run.append(record)
+        if run:
+            self.send(run)
         self.settle(timeout)
 
     def settle(self, timeout: float = 120) -> None:
         """Wait until the group has processed everything on its input and internal topics."""
-        self.barrier([*topics.INPUTS, wire.events_topic(self.app_id),
-                      wire.signals_topic(self.app_id)], timeout)
+        self.barrier(topics.INPUTS, timeout)
+        internal = [wire.events_topic(self.app_id), wire.signals_topic(self.app_id)]
+        deadline = time.monotonic() + timeout
+        while self.run(self._unread(internal)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"group {self.app_id} has not processed its internal topics")
 
     def barrier(self, names: Iterable[str], timeout: float) -> None:
+        """Wait until the group has committed every record this client sent to `names`.
+
+        Offsets come from the sends, not from the broker's end offsets: Tansu reports an end
+        offset that stops at the first record of a partition's last batch."""
         deadline = time.monotonic() + timeout
-        names = list(names)
+        wanted = {tp: end for tp, end in self.sent.items() if tp.topic in set(names)}
         while True:
-            lag = self.run(self._lag(names))
+            lag = self.run(self._lag(wanted))
             if lag == 0:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"group {self.app_id} still {lag} records behind on {names}")
+                raise TimeoutError(f"group {self.app_id} still {lag} records behind")
             time.sleep(0.05)
 
-    async def _lag(self, names: list[str]) -> int:
+    async def _group_view(self) -> AIOKafkaConsumer:
         if self._offsets is None:  # in the group's name, never joining it: reads its offsets
             self._offsets = AIOKafkaConsumer(bootstrap_servers=self.broker.bootstrap,
-                                             group_id=self.app_id, enable_auto_commit=False)
+                                             group_id=self.app_id, enable_auto_commit=False,
+                                             fetch_max_wait_ms=200)
             await self._offsets.start()
-        key = tuple(names)
-        tps = self._tps.get(key)
-        if tps is None:
-            await self._offsets.topics()  # fresh metadata: the worker made the topics
-            tps = self._tps[key] = [TopicPartition(t, p) for t in names
-                                    for p in (self._offsets.partitions_for_topic(t) or ())]
-        ends = await self._offsets.end_offsets(tps)
+        return self._offsets
+
+    async def _lag(self, wanted: dict[TopicPartition, int]) -> int:
+        view = await self._group_view()
         lag = 0
-        for tp, end in ends.items():
-            if end:  # (the admin client's offset fetch does not parse Tansu's answer)
-                lag += max(0, end - (await self._offsets.committed(tp) or 0))
+        for tp, end in wanted.items():
+            # (the admin client's offset fetch does not parse Tansu's answer)
+            lag += max(0, end - (await view.committed(tp) or 0))
         return lag
+
+    async def _unread(self, names: list[str]) -> bool:
+        """Whether any partition of `names` has records past the group's committed offset:
+        found by fetching there, since the broker's end offsets cannot be trusted."""
+        view = await self._group_view()
+        await view.topics()
+        tps = [TopicPartition(t, p) for t in names for p in (view.partitions_for_topic(t) or ())]
+        view.assign(tps)
+        for tp in tps:
+            view.seek(tp, await view.committed(tp) or 0)
+        batch = await view.getmany(timeout_ms=300)
+        return any(batch.values())
 
     # -- reading -------------------------------------------------------------------------
 

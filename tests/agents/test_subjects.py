@@ -23,14 +23,17 @@ T = 100 * DAY  # the tick every partition must pass
 
 
 class Producer:
-    """Collects what the agent sends; flush is a no-op (the sends are already "out")."""
+    """Collects what the agent sends, delivered at once."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, Any, bytes | None, int | None]] = []
 
     async def send(self, topic: str, key: Any, value: bytes | None, partition: int | None,
-                   timestamp: Any, headers: Any) -> None:
+                   timestamp: Any, headers: Any) -> asyncio.Future[None]:
         self.sent.append((topic, key, value, partition))
+        delivered = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)
+        return delivered
 
     async def flush(self) -> None:
         pass

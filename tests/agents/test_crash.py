@@ -1,0 +1,173 @@
+"""Crash safety: workers killed or stopped in the middle of a billing run. Whatever happens,
+every command the pure engine emits for the input comes out at least once, duplicates carry
+the same id and content, and nothing the engine would not emit appears."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from datetime import date, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from tests.agents import scenarios
+from tests.agents.kafka import OUTPUT_TOPICS, Broker, Client, Worker
+
+# Commands a subject makes. When several invoices of one subject are settled between the same
+# two ticks, which of them came last (and so is named in the restore) depends on how the
+# partitions interleave, in the worker as in any consumer of several partitions; their ids
+# and what they do do not.
+SUBJECT_TYPES = {"service.limit", "service.suspend", "service.unsuspend", "service.delete",
+                 "request.cancel", "notify.limited", "notify.suspended", "notify.unsuspended",
+                 "notify.deleted"}
+WHAT_IT_DOES = ("command_id", "type", "issued_at", "subject", "audience")
+
+
+def comparable(v: dict[str, Any]) -> dict[str, Any]:
+    if v["type"] in SUBJECT_TYPES and not v["causation_id"].startswith("tick-"):
+        return {k: v[k] for k in WHAT_IT_DOES if k in v}
+    return v
+
+
+def check_against_engine(reference: scenarios.Recorder, client: Client) -> int:
+    expected: dict[str, dict[str, Any]] = {}
+    for c in reference.log:
+        expected[c.command_id] = c.value
+    emitted: dict[str, dict[str, Any]] = {}
+    duplicates = 0
+    for v in client.commands():
+        first = emitted.setdefault(v["command_id"], v)
+        if first is not v:
+            duplicates += 1
+            assert first == v, f"a duplicate differs from its first copy:\n{first}\n{v}"
+    missing = set(expected) - set(emitted)
+    extra = set(emitted) - set(expected)
+    assert not missing, [expected[i] for i in sorted(missing)][:5]
+    assert not extra, [emitted[i] for i in sorted(extra)][:5]
+    for cid, value in expected.items():
+        assert comparable(emitted[cid]) == comparable(value)
+    return duplicates
+
+
+class Setting:
+    """A broker, workers of one policy, and a client; all stopped at the end."""
+
+    def __init__(self, folder: Any) -> None:
+        self.folder = folder
+        self.policy = folder / "policy.toml"
+        self.policy.write_text(scenarios.POLICY)
+        self.broker = Broker()
+        self.workers: list[Worker] = []
+        self.client: Client | None = None
+
+    def worker(self, app_id: str, name: str) -> Worker:
+        w = Worker(self.broker, app_id, policy=str(self.policy),
+                   log_path=str(self.folder / f"{name}.log"))
+        self.workers.append(w)
+        return w.start()
+
+    def alive(self) -> list[Worker]:
+        return [w for w in self.workers if w.proc is not None and w.proc.poll() is None]
+
+    def connect(self, app_id: str) -> Client:
+        self.client = Client(self.broker, app_id)
+        return self.client
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.kill()
+        if self.client is not None:
+            self.client.close()
+        self.broker.stop()
+
+
+@pytest.fixture
+def setting(tmp_path: Any) -> Any:
+    s = Setting(tmp_path)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def kill_on_output(setting: Setting, cause: str, action: Any) -> threading.Thread:
+    """Run `action` as soon as a command caused by `cause` is on an output topic: the batch
+    that made it has flushed its commands and is about to write its state."""
+
+    async def watch() -> None:
+        consumer = AIOKafkaConsumer(*OUTPUT_TOPICS, bootstrap_servers=setting.broker.bootstrap,
+                                    auto_offset_reset="latest", fetch_max_wait_ms=20)
+        await consumer.start()
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=50)
+                if any(orjson.loads(r.value)["causation_id"] == cause
+                       for recs in batch.values() for r in recs):
+                    action()
+                    return
+        finally:
+            await consumer.stop()
+
+    thread = threading.Thread(target=lambda: asyncio.run(watch()))
+    thread.start()
+    return thread
+
+
+def test_sigkill_mid_stream_and_restart(setting):
+    reference = scenarios.random_run(seed=7, invoices=2000, days_=60)
+    assert len(reference.script) > 3000
+    setting.worker("crash", "first").wait_healthy()
+    client = setting.connect("crash")
+    watchers: list[threading.Thread] = []
+
+    def kill_and_restart(n: int) -> None:
+        setting.alive()[-1].kill(signal.SIGKILL)
+        setting.worker("crash", f"after-{n}")
+
+    # Kill the worker the moment a tick's first commands are out: mid-batch, its state not
+    # yet written. Days 9 and 31 fire reminders, charges, overdue stages and holds.
+    kills = (9, 20, 31)
+
+    def on_phase(n: int) -> None:
+        if n in kills:
+            day = (date(2026, 1, 1) + timedelta(days=n)).isoformat()
+            watchers.append(kill_on_output(setting, f"tick-{day}T00:00:00Z",
+                                           lambda: kill_and_restart(n)))
+            time.sleep(1)  # the watcher is subscribed before the tick goes out
+
+    client.play(reference.script, timeout=180, on_phase=on_phase)
+    for w in watchers:
+        w.join()
+    assert len(setting.workers) == 1 + len(kills)
+    duplicates = check_against_engine(reference, client)
+    print(f"{len(reference.log)} commands expected; {duplicates} duplicates after "
+          f"{len(kills)} SIGKILLs")
+    assert duplicates > 0  # the kills did land mid-batch: the replay re-sent its commands
+
+
+def test_two_workers_one_killed_mid_stream(setting):
+    reference = scenarios.random_run(seed=11, invoices=1200, days_=45)
+    a, b = setting.worker("pair", "a"), setting.worker("pair", "b")
+    a.wait_healthy()
+    b.wait_healthy()
+    client = setting.connect("pair")
+    watchers: list[threading.Thread] = []
+
+    def on_phase(n: int) -> None:
+        if n == 15:  # b dies mid-batch; a takes over its partitions from the tables
+            watchers.append(kill_on_output(setting, "tick-2026-01-16T00:00:00Z",
+                                           lambda: b.kill(signal.SIGKILL)))
+            time.sleep(1)
+
+    client.play(reference.script, timeout=180, on_phase=on_phase)
+    for w in watchers:
+        w.join()
+    assert setting.alive() == [a]
+    duplicates = check_against_engine(reference, client)
+    print(f"{len(reference.log)} commands expected; {duplicates} duplicates after losing a worker")
