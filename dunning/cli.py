@@ -78,7 +78,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_tick(args: argparse.Namespace) -> int:
     from dunning.rules.times import parse_time
 
-    start = parse_time(args.at) if args.at else int(time.time())
+    at = args.at
+    if at and len(at) == 10:  # a date: its midnight, UTC
+        at += "T00:00:00Z"
+    try:
+        start = parse_time(at) if at else int(time.time())
+    except ValueError as exc:
+        raise SystemExit(f"dunning tick: --at: {exc}") from None
     if args.every is None:
         asyncio.run(_ticks(args.broker, start, None, 1.0))
     else:
@@ -146,7 +152,8 @@ def parser() -> argparse.ArgumentParser:
 
     tck = sub.add_parser("tick", help="publish clock ticks")
     tck.add_argument("--broker", default=_env("--broker", DEFAULT_BROKER))
-    tck.add_argument("--at", default=_env("--at"), help="logical time (RFC 3339); default now")
+    tck.add_argument("--at", default=_env("--at"),
+                     help="logical time (RFC 3339, or a date for its midnight UTC); default now")
     tck.add_argument("--every", type=float, default=_env("--every"),
                      help="send a tick every this many wall seconds, until stopped")
     tck.add_argument("--speed", type=float, default=float(_env("--speed", 1.0)),
