@@ -100,8 +100,12 @@ def build_app(settings: Settings, policy: Policy, partitions: int) -> DunningApp
     subjects = app.Table("subjects", partitions=partitions, key_type=bytes, value_type=bytes)
     producer = app.producer
     sequencer = Sequencer(producer, settings.app_id, partitions, metrics)
-    invoice_agent = InvoiceAgent(producer, invoices, policy, settings.app_id, partitions, metrics)
-    subject_agent = SubjectAgent(producer, subjects, partitions, metrics)
+    def ready() -> bool:
+        return bool(app.tables_ready)  # type: ignore[attr-defined]
+
+    invoice_agent = InvoiceAgent(producer, invoices, policy, settings.app_id, partitions, metrics,
+                                 ready)
+    subject_agent = SubjectAgent(producer, subjects, partitions, metrics, ready)
     events = wire.events_topic(settings.app_id)
     signals = wire.signals_topic(settings.app_id)
     for topic in INPUTS:
@@ -120,6 +124,8 @@ def build_app(settings: Settings, policy: Policy, partitions: int) -> DunningApp
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         app.tables_ready = False  # type: ignore[attr-defined]
+        # Batches still finishing write their state and offsets while we own the partitions.
+        await app.consumer.finish_all()
         invoice_agent.forget({tp.partition for tp in revoked if tp.topic == events})
         subject_agent.forget({tp.partition for tp in revoked if tp.topic == signals})
 

@@ -11,16 +11,25 @@ recovery (changelog records still take the usual path), standbys, the web server
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
-from dunning.tables.partitions import apply_rows
-
 Batch = dict[TP, list[Any]]  # aiokafka ConsumerRecords of one fetch, by partition
-BatchHandler = Callable[[Batch], Awaitable[None]]
+# A handler works through a batch and sends its output; what it returns finishes the batch
+# (flush, then state), after which the consumer commits. Finishing overlaps the next batch.
+Finish = Callable[[], Awaitable[None]]
+BatchHandler = Callable[[Batch], Awaitable[Finish]]
+IN_FLIGHT = 2  # batches finishing while the next is worked on
+
+
+class Abandon(Exception):
+    """Raised by a handler that finds a rebalance under way: the batch is dropped unfinished
+    and uncommitted; the partitions' owner reads it again from the committed offsets."""
 
 
 class Outbox:
@@ -47,10 +56,10 @@ class Outbox:
                 await delivery
 
 
-async def write_rows(out: Outbox, changelog: str, written: list[tuple[int, list[Any]]],
-                     store: Any) -> None:
-    """Write a batch's table rows to the changelog and the local store; each partition's last
-    row goes alone, after the others are out.
+async def write_rows(out: Outbox, changelog: str, written: list[tuple[int, list[Any]]]) -> None:
+    """Write a batch's table rows to the changelog; each partition's last row goes alone,
+    after the others are out. (The local store has them already: the next batch, worked on
+    meanwhile, reads it.)
 
     Tansu reports a partition's end offset as the first offset of its last record batch plus
     one, so a reader that stops at the end offset (Faust's table recovery does) misses the
@@ -65,8 +74,6 @@ async def write_rows(out: Outbox, changelog: str, written: list[tuple[int, list[
         if rows:
             await out.send(changelog, rows[-1][0], rows[-1][1], p)
     await out.flush()
-    for _, rows in written:
-        apply_rows(store, rows)
 
 
 class ConsumerThread(driver.AIOKafkaConsumerThread):
@@ -85,15 +92,37 @@ class BatchConsumer(driver.Consumer):
     def _new_consumer_thread(self) -> Any:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    _finishing: deque[asyncio.Future[None]] | None = None
+
+    async def finish_all(self) -> None:
+        """Wait for the batches still finishing: called when partitions are revoked, so that
+        their state and offsets are written while this worker still owns them."""
+        while self._finishing:
+            await self._finishing.popleft()
+
+    async def _finish(self, previous: asyncio.Future[None] | None, finish: Finish,
+                      offsets: dict[TP, int], generation: int) -> None:
+        """Finish a batch after the one before it, then commit its offsets: commits stay in
+        order, and a batch's offsets are committed only once its output and state are out."""
+        if previous is not None:
+            await previous
+        if self.app.consumer_generation_id != generation:
+            return  # fetched before a rebalance: its partitions' owner reads it again
+        await finish()
+        # Flushes the producer first; drops partitions revoked meanwhile.
+        await self._commit_offsets(offsets)
+
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - Faust's loop
         handlers: dict[str, BatchHandler] = self.app.batch_handlers  # type: ignore[attr-defined]
         callback = self.callback
         consumer_stopped, fetcher_stopped = self._stopped.is_set, fetcher._stopped.is_set
+        finishing = self._finishing = deque()
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 records, active = await self._wait_next_records(1.0)
                 if not records or self.should_stop:
                     continue
+                generation = self.app.consumer_generation_id
                 assigned = self.assignment()
                 batches: dict[BatchHandler, Batch] = {}
                 for tp, recs in records.items():
@@ -117,11 +146,16 @@ class BatchConsumer(driver.Consumer):
                     else:
                         batches.setdefault(handler, {})[tp] = recs
                 for handler, batch in batches.items():
-                    await handler(batch)
-                    # Flushes the producer first; drops partitions revoked meanwhile.
-                    await self._commit_offsets(
-                        {tp: recs[-1].offset + 1 for tp, recs in batch.items()}
-                    )
+                    try:
+                        finish = await handler(batch)
+                    except Abandon:
+                        continue
+                    offsets = {tp: recs[-1].offset + 1 for tp, recs in batch.items()}
+                    while finishing and (finishing[0].done() or len(finishing) >= IN_FLIGHT):
+                        await finishing.popleft()  # raises what failed: the worker stops
+                    previous = finishing[-1] if finishing else None
+                    finishing.append(asyncio.ensure_future(
+                        self._finish(previous, finish, offsets, generation)))
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return

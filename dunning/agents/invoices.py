@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from dunning.agents.batches import Batch, Outbox, write_rows
+from dunning.agents.batches import Abandon, Batch, Finish, Outbox, write_rows
 from dunning.agents.metrics import Metrics
 from dunning.config.policy import Policy
 from dunning.rules import model as m
@@ -27,20 +28,22 @@ from dunning.rules.invoice import Out
 from dunning.streams import records as wire
 from dunning.streams.codec import decode
 from dunning.streams.topics import CLOCK, DEADLETTER
-from dunning.tables.partitions import engine_rows, rebuild_engine
+from dunning.tables.partitions import apply_rows, engine_rows, rebuild_engine
 from dunning.tables.state import encode_signal
 
 
 class InvoiceAgent:
     def __init__(self, producer: Any, table: Any, policy: Policy, app_id: str,
-                 partitions: int, metrics: Metrics) -> None:
+                 partitions: int, metrics: Metrics, ready: Callable[[], bool]) -> None:
         self.out = Outbox(producer)
         self.table = table
         self.policy = policy
         self.signals_topic = wire.signals_topic(app_id)
         self.partitions = partitions
         self.metrics = metrics
+        self.ready = ready  # whether the tables are whole (no rebalance under way)
         self.engines: dict[int, Engine] = {}
+        self.held_rows: dict[int, set[str]] = {}  # per partition: ids with a held row
         self.last_batch: float | None = None  # monotonic time of the last batch, for /health
 
     # -- assignment ------------------------------------------------------------------------
@@ -48,8 +51,11 @@ class InvoiceAgent:
     def engine(self, partition: int) -> Engine:
         engine = self.engines.get(partition)
         if engine is None:
+            if not self.ready():
+                raise Abandon
             engine = self.engines[partition] = rebuild_engine(
                 self.policy, self.table.data, partition, self.partitions)
+            self.held_rows[partition] = set(engine.held)
         return engine
 
     def forget(self, partitions: set[int]) -> None:
@@ -57,6 +63,7 @@ class InvoiceAgent:
         which holds whatever the partition's new owner wrote meanwhile."""
         for p in partitions:
             self.engines.pop(p, None)
+            self.held_rows.pop(p, None)
 
     def find(self, invoice_id: str) -> Any:
         for engine in self.engines.values():
@@ -67,7 +74,7 @@ class InvoiceAgent:
 
     # -- the batch -------------------------------------------------------------------------
 
-    async def handle(self, batch: Batch) -> None:
+    async def handle(self, batch: Batch) -> Finish:
         send = self.out.send
         events: Counter[tuple[str, str, str]] = Counter()
         commands: Counter[str] = Counter()
@@ -97,12 +104,18 @@ class InvoiceAgent:
                     if p != 0:
                         continue  # a tick is on every partition; count it once
                 events[(src.topic if src.topic else CLOCK, event.type, outcome)] += 1
-            written.append((p, engine_rows(engine, p, self.table.data)))
-        # Output before state: once a row says an invoice moved on, what it emitted is out.
-        await self.out.flush()
-        await write_rows(self.out, changelog, written, self.table.data)
+            written.append((p, engine_rows(engine, p, self.held_rows[p])))
         self.metrics.count(events, commands)
         self.last_batch = time.monotonic()
+
+        async def finish() -> None:
+            # Output before state: once a row says an invoice moved on, what it emitted is out.
+            await self.out.flush()
+            await write_rows(self.out, changelog, written)
+            for _, rows in written:  # the local store holds what the changelog holds
+                apply_rows(self.table.data, rows)
+
+        return finish
 
     async def _dead_letter(self, dl: m.DeadLetter, headers: Any) -> None:
         key, value, dl_headers = wire.dead_letter(dl, list(headers))

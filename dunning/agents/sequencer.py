@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from dunning.agents.batches import Batch, Outbox
+from dunning.agents.batches import Batch, Finish, Outbox
 from dunning.agents.metrics import Metrics
 from dunning.rules import model as m
 from dunning.streams import records as wire
@@ -29,7 +29,7 @@ class Sequencer:
         self.partitions = partitions
         self.metrics = metrics
 
-    async def handle(self, batch: Batch) -> None:
+    async def handle(self, batch: Batch) -> Finish:
         send, topic, n = self.out.send, self.topic, self.partitions
         dead: Counter[tuple[str, str, str]] = Counter()
         for tp, records in batch.items():
@@ -54,9 +54,9 @@ class Sequencer:
                 key, value, dl_headers = wire.dead_letter(event, list(r.headers or ()))
                 await send(DEADLETTER, key, value, None, dl_headers)
                 dead[(source_topic, wire.type_label(r.value), m.DEAD_LETTERED)] += 1
-        await self.out.flush()
         if dead:
             self.metrics.count(dead, Counter())
+        return self.out.flush
 
 
 def _invoice_id(topic: str, value: bytes | None) -> str | None:

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from dunning.agents.batches import Batch, Outbox, write_rows
+from dunning.agents.batches import Abandon, Batch, Finish, Outbox, write_rows
 from dunning.agents.metrics import Metrics
 from dunning.rules.subject import Subject, apply_signal
-from dunning.tables.partitions import SUBJECT, Row, waiting_key
+from dunning.tables.partitions import SUBJECT, Row, apply_rows, waiting_key
 from dunning.tables.state import decode_signal, decode_subject, encode_subject
 
 
@@ -44,11 +45,13 @@ class Waiting:
 
 
 class SubjectAgent:
-    def __init__(self, producer: Any, table: Any, partitions: int, metrics: Metrics) -> None:
+    def __init__(self, producer: Any, table: Any, partitions: int, metrics: Metrics,
+                 ready: Callable[[], bool] = lambda: True) -> None:
         self.out = Outbox(producer)
         self.table = table
         self.partitions = partitions
         self.metrics = metrics
+        self.ready = ready  # whether the tables are whole (no rebalance under way)
         self.waiting: dict[int, Waiting] = {}
         self.subjects: dict[int, dict[str, Subject]] = {}
         self.last_batch: float | None = None
@@ -62,12 +65,14 @@ class SubjectAgent:
         cache = self.subjects.setdefault(q, {})
         subj = cache.get(key)
         if subj is None:
+            if not self.ready():
+                raise Abandon
             raw = self.table.data.get(SUBJECT + key.encode())
             subj = decode_subject(raw) if raw is not None else Subject(kind, sid)
             cache[key] = subj
         return subj
 
-    async def handle(self, batch: Batch) -> None:
+    async def handle(self, batch: Batch) -> Finish:
         send = self.out.send
         commands: Counter[str] = Counter()
         changelog = self.table.changelog_topic.get_topic_name()
@@ -76,6 +81,8 @@ class SubjectAgent:
             q = tp.partition
             w = self.waiting.get(q)
             if w is None:
+                if not self.ready():
+                    raise Abandon
                 w = self.waiting[q] = Waiting.decode(self.table.data.get(waiting_key(q)),
                                                      self.partitions)
             pending = {_ident(s[1]) for s in w.signals}
@@ -108,10 +115,16 @@ class SubjectAgent:
                 rows += [(SUBJECT + key.encode(), encode_subject(s)) for key, s in dirty.items()]
             rows.append((waiting_key(q), w.encode()))  # last: see batches.write_rows
             written.append((q, rows))
-        await self.out.flush()
-        await write_rows(self.out, changelog, written, self.table.data)
         self.metrics.count(Counter(), commands)
         self.last_batch = time.monotonic()
+
+        async def finish() -> None:
+            await self.out.flush()
+            await write_rows(self.out, changelog, written)
+            for _, rows in written:  # the local store holds what the changelog holds
+                apply_rows(self.table.data, rows)
+
+        return finish
 
 
 def _ident(row: list[Any]) -> tuple[str, int]:

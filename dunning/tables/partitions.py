@@ -61,9 +61,11 @@ def rebuild_engine(policy: Policy, data: Mapping[bytes, bytes], partition: int,
     return engine
 
 
-def engine_rows(engine: Engine, partition: int, data: Mapping[bytes, bytes]) -> list[Row]:
+def engine_rows(engine: Engine, partition: int, held_rows: set[str]) -> list[Row]:
     """The rows to write for what the engine touched since the last call (then forgotten),
-    and the partition's clock row (one per batch: cheaper than tracking its changes)."""
+    and the partition's clock row (one per batch: cheaper than tracking its changes).
+    `held_rows` are the invoice ids with a held row written: kept up to date here, so that a
+    row whose events have since applied (or expired) is deleted."""
     rows: list[Row] = []
     touched: Iterable[str] = engine.touched or ()
     for iid in touched:
@@ -74,8 +76,10 @@ def engine_rows(engine: Engine, partition: int, data: Mapping[bytes, bytes]) -> 
         held = engine.held.get(iid)
         if held:
             rows.append((HELD + key, encode_held(held)))
-        elif HELD + key in data:
+            held_rows.add(iid)
+        elif iid in held_rows:
             rows.append((HELD + key, None))
+            held_rows.discard(iid)
     rows.append((clock_key(partition), orjson.dumps([engine.clock, sorted(engine._unclocked)])))
     engine.touched = set()
     return rows

@@ -78,7 +78,11 @@ def agent(table: Table | None = None) -> tuple[SubjectAgent, Producer, Table]:
 
 
 def feed(a: SubjectAgent, *records: Rec) -> None:
-    asyncio.run(a.handle({TP(SIGNALS, 0): list(records)}))
+    async def batch() -> None:
+        finish = await a.handle({TP(SIGNALS, 0): list(records)})
+        await finish()
+
+    asyncio.run(batch())
 
 
 # Partition 1's invoice suspends (action time day 90) before partition 0's limits (day 95).
