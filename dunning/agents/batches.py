@@ -19,6 +19,8 @@ from typing import Any
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
+from dunning.tables.partitions import apply_rows
+
 Batch = dict[TP, list[Any]]  # aiokafka ConsumerRecords of one fetch, by partition
 # A handler works through a batch and sends its output; what it returns finishes the batch
 # (flush, then state), after which the consumer commits. Finishing overlaps the next batch.
@@ -54,6 +56,21 @@ class Outbox:
                 delivery.result()  # raises the delivery's error
             else:
                 await delivery
+
+
+def finish_with_state(out: Outbox, table: Any, written: list[tuple[int, list[Any]]]) -> Finish:
+    """How a stateful agent finishes a batch: its output flushed first (once a row says an
+    invoice or subject moved on, what it emitted is out), then its rows to the table's
+    changelog, then to the local store, which so holds only what the changelog holds."""
+    changelog = table.changelog_topic.get_topic_name()
+
+    async def finish() -> None:
+        await out.flush()
+        await write_rows(out, changelog, written)
+        for _, rows in written:
+            apply_rows(table.data, rows)
+
+    return finish
 
 
 async def write_rows(out: Outbox, changelog: str, written: list[tuple[int, list[Any]]]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from dunning.agents.batches import Abandon, Batch, Finish, Outbox, write_rows
+from dunning.agents.batches import Abandon, Batch, Finish, Outbox, finish_with_state
 from dunning.agents.metrics import Metrics
 from dunning.config.policy import Policy
 from dunning.rules import model as m
@@ -28,7 +28,7 @@ from dunning.rules.invoice import Out
 from dunning.streams import records as wire
 from dunning.streams.codec import decode
 from dunning.streams.topics import CLOCK, DEADLETTER
-from dunning.tables.partitions import apply_rows, engine_rows, rebuild_engine
+from dunning.tables.partitions import engine_rows, rebuild_engine
 from dunning.tables.state import encode_signal
 
 
@@ -78,7 +78,6 @@ class InvoiceAgent:
         send = self.out.send
         events: Counter[tuple[str, str, str]] = Counter()
         commands: Counter[str] = Counter()
-        changelog = self.table.changelog_topic.get_topic_name()
         written: list[tuple[int, list[Any]]] = []
         for tp, records in batch.items():
             p = tp.partition
@@ -108,14 +107,7 @@ class InvoiceAgent:
         self.metrics.count(events, commands)
         self.last_batch = time.monotonic()
 
-        async def finish() -> None:
-            # Output before state: once a row says an invoice moved on, what it emitted is out.
-            await self.out.flush()
-            await write_rows(self.out, changelog, written)
-            for _, rows in written:  # the local store holds what the changelog holds
-                apply_rows(self.table.data, rows)
-
-        return finish
+        return finish_with_state(self.out, self.table, written)
 
     async def _dead_letter(self, dl: m.DeadLetter, headers: Any) -> None:
         key, value, dl_headers = wire.dead_letter(dl, list(headers))

@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 
-from dunning.agents.batches import Abandon, Batch, Finish, Outbox, write_rows
+from dunning.agents.batches import Abandon, Batch, Finish, Outbox, finish_with_state
 from dunning.agents.metrics import Metrics
 from dunning.rules.subject import Subject, apply_signal
-from dunning.tables.partitions import SUBJECT, Row, apply_rows, waiting_key
+from dunning.tables.partitions import SUBJECT, Row, waiting_key
 from dunning.tables.state import decode_signal, decode_subject, encode_subject
 
 
@@ -75,7 +75,6 @@ class SubjectAgent:
     async def handle(self, batch: Batch) -> Finish:
         send = self.out.send
         commands: Counter[str] = Counter()
-        changelog = self.table.changelog_topic.get_topic_name()
         written: list[tuple[int, list[Row]]] = []
         for tp, records in batch.items():
             q = tp.partition
@@ -118,13 +117,7 @@ class SubjectAgent:
         self.metrics.count(Counter(), commands)
         self.last_batch = time.monotonic()
 
-        async def finish() -> None:
-            await self.out.flush()
-            await write_rows(self.out, changelog, written)
-            for _, rows in written:  # the local store holds what the changelog holds
-                apply_rows(self.table.data, rows)
-
-        return finish
+        return finish_with_state(self.out, self.table, written)
 
 
 def _ident(row: list[Any]) -> tuple[str, int]:
