@@ -19,6 +19,7 @@ from typing import Any
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
+from dunning.streams.records import partition_for
 from dunning.tables.partitions import apply_rows
 
 Batch = dict[TP, list[Any]]  # aiokafka ConsumerRecords of one fetch, by partition
@@ -35,20 +36,41 @@ class Abandon(Exception):
 
 
 class Outbox:
-    """Sends through Faust's producer and keeps each delivery's future: a batch whose output
-    did not all reach the broker fails (and is redone after a restart) instead of being
-    committed. A producer's flush alone waits for deliveries but does not report failures."""
+    """Sends through Faust's producer, a record batch per topic partition at a time, and keeps
+    each batch's delivery: a batch whose output did not all reach the broker fails (and is
+    redone after a restart) instead of being committed.
+
+    aiokafka's per-message `send` costs about 15 µs (partitioner, accumulator, a future per
+    message); appending to a batch builder costs a tenth of that, and the worker sends several
+    records per event. Records without a partition go where Kafka's default partitioner puts
+    their key, as with `send`."""
 
     def __init__(self, producer: Any) -> None:
         self.producer = producer
+        self._open: dict[tuple[str, int], Any] = {}
+        self._partitions: dict[str, int] = {}
         self._pending: list[Any] = []
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None,
                    partition: int | None = None, headers: Any = None) -> None:
-        self._pending.append(
-            await self.producer.send(topic, key, value, partition, None, headers))
+        if partition is None:
+            count = self._partitions.get(topic) or await self._count(topic)
+            partition = partition_for(key if key is not None else value or b"", count)
+        builder = self._open.get((topic, partition))
+        if builder is None:
+            builder = self._open[(topic, partition)] = self._kafka().create_batch()
+        if builder.append(timestamp=None, key=key, value=value, headers=headers or []) is None:
+            await self._ship(topic, partition, builder)  # full: ship it, start the next
+            builder = self._open[(topic, partition)] = self._kafka().create_batch()
+            if builder.append(timestamp=None, key=key, value=value,
+                              headers=headers or []) is None:
+                raise ValueError(f"a record of {len(value or b'')} bytes fits no batch")
 
     async def flush(self) -> None:
+        """Ship what is open, wait until all is delivered, raise what failed."""
+        for (topic, partition), builder in self._open.items():
+            await self._ship(topic, partition, builder)
+        self._open.clear()
         await self.producer.flush()
         pending, self._pending = self._pending, []
         for delivery in pending:
@@ -56,6 +78,17 @@ class Outbox:
                 delivery.result()  # raises the delivery's error
             else:
                 await delivery
+
+    async def _ship(self, topic: str, partition: int, builder: Any) -> None:
+        self._pending.append(
+            await self._kafka().send_batch(builder, topic, partition=partition))
+
+    def _kafka(self) -> Any:
+        return self.producer._ensure_producer()  # the aiokafka producer under Faust's
+
+    async def _count(self, topic: str) -> int:
+        count = self._partitions[topic] = len(await self._kafka().partitions_for(topic))
+        return count
 
 
 def finish_with_state(out: Outbox, table: Any, written: list[tuple[int, list[Any]]]) -> Finish:

@@ -22,24 +22,44 @@ SIGNALS = "test-signals"
 T = 100 * DAY  # the tick every partition must pass
 
 
+class Builder:
+    def __init__(self) -> None:
+        self.records: list[tuple[Any, bytes | None]] = []
+
+    def append(self, *, timestamp: Any, key: Any, value: bytes | None, headers: Any) -> bool:
+        self.records.append((key, value))
+        return True
+
+
 class Producer:
-    """Collects what the agent sends, delivered at once."""
+    """Faust's producer as the agent uses it (the aiokafka one under it does the batches);
+    collects what is sent, delivered at once."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[str, Any, bytes | None, int | None]] = []
+        self.sent: list[tuple[str, Any, bytes | None, int]] = []
 
-    async def send(self, topic: str, key: Any, value: bytes | None, partition: int | None,
-                   timestamp: Any, headers: Any) -> asyncio.Future[None]:
-        self.sent.append((topic, key, value, partition))
+    def _ensure_producer(self) -> Producer:
+        return self
+
+    def create_batch(self) -> Builder:
+        return Builder()
+
+    async def send_batch(self, batch: Builder, topic: str, *, partition: int) -> Any:
+        self.sent += [(topic, k, v, partition) for k, v in batch.records]
         delivered = asyncio.get_running_loop().create_future()
         delivered.set_result(None)
         return delivered
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1}
 
     async def flush(self) -> None:
         pass
 
     def commands(self) -> list[str]:
-        return [orjson.loads(v)["type"] for t, _, v, _ in self.sent if t.startswith("collection")]
+        """Provisioning commands in the order sent (notices go to a topic of their own)."""
+        return [orjson.loads(v)["type"] for t, _, v, _ in self.sent
+                if t == "collection.provisioning"]
 
 
 class Changelog:
@@ -96,22 +116,21 @@ def test_signals_wait_for_every_partition_then_apply_in_action_order():
     assert producer.commands() == []
     feed(a, SUSPEND_FIRST, marker(1))
     # One engine: suspend (day 90) first; the later limit asks for less, so nothing more.
-    assert producer.commands() == ["service.suspend", "notify.suspended"]
+    assert producer.commands() == ["service.suspend"]
 
 
 def test_arrival_order_does_not_matter():
     a, producer, _ = agent()
     feed(a, SUSPEND_FIRST, marker(1))
     feed(a, LIMIT_LATER, marker(0))
-    assert producer.commands() == ["service.suspend", "notify.suspended"]
+    assert producer.commands() == ["service.suspend"]
 
 
 def test_limit_before_suspend_gives_both_commands_in_order():
     a, producer, _ = agent()
     feed(a, signal("inv-p1", SUSPENDED, 96 * DAY), marker(1))
     feed(a, signal("inv-p0", LIMITED, 95 * DAY), marker(0))
-    assert producer.commands() == ["service.limit", "notify.limited",
-                                   "service.suspend", "notify.suspended"]
+    assert producer.commands() == ["service.limit", "service.suspend"]
 
 
 def test_waiting_signals_survive_a_restart_and_redelivery():
@@ -122,10 +141,10 @@ def test_waiting_signals_survive_a_restart_and_redelivery():
     feed(b, LIMIT_LATER, marker(0))
     feed(b, SUSPEND_FIRST, marker(1))
     assert producer.commands() == []
-    assert producer_b.commands() == ["service.suspend", "notify.suspended"]
+    assert producer_b.commands() == ["service.suspend"]
     # And a redelivery of everything after that changes nothing.
     feed(b, LIMIT_LATER, SUSPEND_FIRST, marker(0), marker(1))
-    assert producer_b.commands() == ["service.suspend", "notify.suspended"]
+    assert producer_b.commands() == ["service.suspend"]
 
 
 def test_markers_only_move_forward():
@@ -133,4 +152,4 @@ def test_markers_only_move_forward():
     feed(a, marker(0), marker(1, clock=T - DAY), LIMIT_LATER)
     assert producer.commands() == []  # partition 1 is a day behind
     feed(a, marker(1))
-    assert producer.commands() == ["service.limit", "notify.limited"]
+    assert producer.commands() == ["service.limit"]
