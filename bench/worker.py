@@ -105,12 +105,14 @@ def worker_run(broker: EmbeddedBroker, total: int, partitions: int, policy: str,
     """Start a worker, then the feed; events/s from its first event to its last, as its
     /metrics count them (each input record is counted once, ticks too)."""
     port = free_port()
+    log_path = os.path.join(os.path.dirname(policy), "bench-worker.log")
+    log = open(log_path, "wb")  # noqa: SIM115 - the worker process writes it
     proc = subprocess.Popen(
         [sys.executable, "-m", "dunning.cli", "worker", "--broker", broker.url,
          "--app-id", "bench", "--web-port", str(port), "--partitions", str(partitions),
          "--policy", policy, "--rebalance-timeout", "2", "--session-timeout", "6",
          "--log-level", "warn"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=log, stderr=subprocess.STDOUT)
     billing = None
     try:
         while events_counted(port) < 0 or not _healthy(port):
@@ -132,7 +134,7 @@ def worker_run(broker: EmbeddedBroker, total: int, partitions: int, policy: str,
                 say(f"   worker: {counted:,.0f}/{total:,} events")
                 last_report = time.monotonic()
             if proc.poll() is not None:
-                raise RuntimeError("the worker exited")
+                raise RuntimeError(f"the worker exited; its log: {log_path}")
             time.sleep(0.02)
         raise TimeoutError("the worker did not finish")
     finally:
@@ -140,6 +142,7 @@ def worker_run(broker: EmbeddedBroker, total: int, partitions: int, policy: str,
             billing.join()
         proc.terminate()
         proc.wait(timeout=30)
+        log.close()
 
 
 def _healthy(port: int) -> bool:

@@ -47,9 +47,13 @@ class Outbox:
 
     def __init__(self, producer: Any) -> None:
         self.producer = producer
-        self._open: dict[tuple[str, int], Any] = {}
+        self._open: dict[tuple[str, int], Any] = {}  # the batch being filled, per partition
+        self._full: list[tuple[str, int, Any]] = []  # filled batches, oldest first
         self._partitions: dict[str, int] = {}
         self._pending: list[Any] = []
+        # One flush ships at a time, full batches before open ones: within a partition, the
+        # records sent while a batch finishes never overtake that batch's.
+        self._shipping = asyncio.Lock()
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None,
                    partition: int | None = None, headers: Any = None) -> None:
@@ -60,17 +64,20 @@ class Outbox:
         if builder is None:
             builder = self._open[(topic, partition)] = self._kafka().create_batch()
         if builder.append(timestamp=None, key=key, value=value, headers=headers or []) is None:
-            await self._ship(topic, partition, builder)  # full: ship it, start the next
+            self._full.append((topic, partition, builder))
             builder = self._open[(topic, partition)] = self._kafka().create_batch()
             if builder.append(timestamp=None, key=key, value=value,
                               headers=headers or []) is None:
                 raise ValueError(f"a record of {len(value or b'')} bytes fits no batch")
 
     async def flush(self) -> None:
-        """Ship what is open, wait until all is delivered, raise what failed."""
-        for (topic, partition), builder in self._open.items():
-            await self._ship(topic, partition, builder)
-        self._open.clear()
+        """Ship what was sent, wait until all is delivered, raise what failed."""
+        async with self._shipping:
+            full, self._full = self._full, []
+            full += [(topic, partition, b) for (topic, partition), b in self._open.items()]
+            self._open = {}
+            for topic, partition, builder in full:
+                await self._ship(topic, partition, builder)
         await self.producer.flush()
         pending, self._pending = self._pending, []
         for delivery in pending:
