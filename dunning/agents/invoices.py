@@ -12,7 +12,6 @@ marker), so subjects can apply a tick's signals from all partitions in the engin
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -44,7 +43,6 @@ class InvoiceAgent:
         self.ready = ready  # whether the tables are whole (no rebalance under way)
         self.engines: dict[int, Engine] = {}
         self.held_rows: dict[int, set[str]] = {}  # per partition: ids with a held row
-        self.last_batch: float | None = None  # monotonic time of the last batch, for /health
 
     # -- assignment ------------------------------------------------------------------------
 
@@ -105,7 +103,6 @@ class InvoiceAgent:
                 events[(src.topic if src.topic else CLOCK, event.type, outcome)] += 1
             written.append((p, engine_rows(engine, p, self.held_rows[p])))
         self.metrics.count(events, commands)
-        self.last_batch = time.monotonic()
 
         return finish_with_state(self.out, self.table, written)
 

@@ -10,7 +10,6 @@ to the table with the markers, so a restart neither loses nor repeats them.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,7 +53,6 @@ class SubjectAgent:
         self.ready = ready  # whether the tables are whole (no rebalance under way)
         self.waiting: dict[int, Waiting] = {}
         self.subjects: dict[int, dict[str, Subject]] = {}
-        self.last_batch: float | None = None
 
     def forget(self, partitions: set[int]) -> None:
         for q in partitions:
@@ -115,7 +113,6 @@ class SubjectAgent:
             rows.append((waiting_key(q), w.encode()))  # last: see batches.write_rows
             written.append((q, rows))
         self.metrics.count(Counter(), commands)
-        self.last_batch = time.monotonic()
 
         return finish_with_state(self.out, self.table, written)
 
