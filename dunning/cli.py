@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 import sys
 import time
 from dataclasses import asdict
@@ -65,7 +66,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = Settings(
         broker=args.broker, policy=args.policy, database_url=args.database_url,
-        web_port=int(args.web_port), partitions=int(args.partitions), app_id=args.app_id,
+        web_port=int(args.web_port), web_host=args.web_host,
+        partitions=int(args.partitions), app_id=args.app_id,
         rebalance_timeout=float(args.rebalance_timeout),
         session_timeout=float(args.session_timeout), log_level=args.log_level,
     )
@@ -137,6 +139,8 @@ def parser() -> argparse.ArgumentParser:
     wrk.add_argument("--policy", default=_env("--policy"), help="policy TOML file")
     wrk.add_argument("--database-url", default=_env("--database-url"))
     wrk.add_argument("--web-port", type=int, default=int(_env("--web-port", 6066)))
+    wrk.add_argument("--web-host", default=_env("--web-host", socket.gethostname()),
+                     help="the host name other workers reach this one's web views by")
     wrk.add_argument("--partitions", type=int, default=int(_env("--partitions", 8)),
                      help="partitions of the topics it creates")
     wrk.add_argument("--app-id", default=_env("--app-id", "dunning"),

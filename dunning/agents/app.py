@@ -16,6 +16,8 @@ from typing import Any
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from faust.exceptions import SameNode
+from faust.web.exceptions import ServiceUnavailable
 from prometheus_client import generate_latest
 
 from dunning.agents.batches import BatchHandler, BatchTransport
@@ -88,6 +90,7 @@ def build_app(settings: Settings, policy: Policy, partitions: int) -> DunningApp
         table_standby_replicas=0,
         web_port=settings.web_port,
         web_bind="0.0.0.0",
+        web_host=settings.web_host,  # how other workers reach this one's web views
     )
     app.batch_handlers = {}
     # From a revocation until Faust has restored the tables for the new assignment, state is
@@ -147,7 +150,12 @@ def build_app(settings: Settings, policy: Policy, partitions: int) -> DunningApp
     async def invoice(web: Any, request: Any, invoice_id: str) -> Any:
         found = invoice_agent.find(invoice_id)
         if found is None:
-            return web.json({"error": f"no invoice {invoice_id} on this worker"}, status=404)
+            # Another worker may own the invoice's partition: ask it (Faust's table routing;
+            # the changelog partition of an invoice is where its id hashes).
+            try:
+                return await app.router.route_req("invoices", invoice_id.encode(), web, request)
+            except (SameNode, ServiceUnavailable, KeyError, OSError):
+                return web.json({"error": f"no invoice {invoice_id}"}, status=404)
         inv, clock = found
         return web.json({**invoice_view(inv), "status_now": inv.status_at(clock)})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ class Settings:
     policy: str | None = None
     database_url: str | None = None
     web_port: int = 6066
+    web_host: str = socket.gethostname()  # the name other workers reach this one by
     partitions: int = 8
     app_id: str = "dunning"
     data_dir: str = ".dunning"

@@ -51,6 +51,7 @@ class Worker:
     def start(self) -> Worker:
         args = [sys.executable, "-m", "dunning.cli", "worker", "--broker", self.broker.url,
                 "--app-id", self.app_id, "--web-port", str(self.web_port),
+                "--web-host", "127.0.0.1",
                 "--partitions", str(self.partitions), "--rebalance-timeout", "2",
                 "--session-timeout", "6",
                 "--log-level", os.environ.get("DUNNING_TEST_WORKER_LOG", "warn")]

@@ -135,3 +135,31 @@ def test_web_views(run):
     assert 'dunning_events_total{outcome="duplicate",topic="billing.payments",' in text
     assert 'dunning_events_total{outcome="dead_lettered",topic="billing.payments",' in text
     assert 'dunning_commands_total{type="service.suspend"}' in text
+
+
+def test_any_worker_of_a_group_answers_for_any_invoice(tmp_path):
+    """/invoices/{id} on a worker that does not own the invoice asks the one that does."""
+    broker = Broker()
+    a = Worker(broker, "web", partitions=4, log_path=str(tmp_path / "a.log")).start()
+    b = Worker(broker, "web", partitions=4, log_path=str(tmp_path / "b.log")).start()
+    client = Client(broker, "web")
+    try:
+        a.wait_healthy()
+        b.wait_healthy()
+        ids = [f"web-{n}" for n in range(8)]  # spread over the partitions, so over both workers
+        client.send([(topics.INVOICES, i.encode(), orjson.dumps({
+            "type": "invoice.issued", "event_id": f"ev-{i}", "invoice_id": i,
+            "customer_id": "c-1", "amount": "10.00", "currency": "USD",
+            "issued_at": "2026-01-01T00:00:00Z"})) for i in ids])
+        client.settle()
+        for worker in (a, b):
+            for i in ids:
+                status, body = worker.get(f"/invoices/{i}")
+                assert status == 200, (i, body)
+                assert orjson.loads(body)["invoice_id"] == i
+            assert worker.get("/invoices/no-such-invoice")[0] == 404
+    finally:
+        a.kill()
+        b.kill()
+        client.close()
+        broker.stop()
