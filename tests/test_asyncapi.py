@@ -1,0 +1,62 @@
+"""docs/asyncapi.json stays in step with the code: input types, topics, required fields and
+examples against the codec; output types and fields against what the rules emit."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import orjson
+import pytest
+
+from dunning.rules import model as m
+from dunning.streams import topics
+from dunning.streams.codec import decode
+from tests.agents.scenarios import every_rule
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOC = orjson.loads((ROOT / "docs" / "asyncapi.json").read_bytes())
+MESSAGES = DOC["components"]["messages"]
+OUTPUT_MESSAGE = {topics.NOTIFICATIONS: "notification", topics.PROVISIONING: "provisioning",
+                  topics.BILLING: "billing"}
+
+
+def refs(channel: str) -> set[str]:
+    ops = DOC["channels"][channel]
+    message = (ops.get("subscribe") or ops["publish"])["message"]
+    return {r["$ref"].rsplit("/", 1)[1] for r in message.get("oneOf", [message])}
+
+
+def test_every_input_topic_lists_exactly_its_event_types():
+    for topic, types in topics.EVENT_TYPES.items():
+        assert refs(topic) == set(types), topic
+
+
+INPUTS = [(topic, etype) for topic, types in topics.EVENT_TYPES.items() for etype in types]
+
+
+@pytest.mark.parametrize(("topic", "etype"), INPUTS)
+def test_examples_decode_and_each_required_field_is_required(topic, etype):
+    message = MESSAGES[etype]
+    example = message["examples"][0]["payload"]
+    assert not isinstance(decode(topic, None, orjson.dumps(example)), m.DeadLetter)
+    for name in message["payload"]["required"]:
+        partial = {k: v for k, v in example.items() if k != name}
+        rejected = decode(topic, None, orjson.dumps(partial))
+        assert isinstance(rejected, m.DeadLetter), name
+        assert rejected.error == m.MISSING_FIELD, (name, rejected.reason)
+
+
+def test_output_types_and_fields_match_what_the_rules_emit():
+    emitted = every_rule().log
+    for command in emitted:
+        payload = MESSAGES[OUTPUT_MESSAGE[command.topic]]["payload"]
+        assert command.type in payload["properties"]["type"]["enum"], command.type
+        missing = set(payload["required"]) - set(command.value)
+        assert not missing, (command.type, missing)
+    source = "".join(p.read_text() for p in (ROOT / "dunning" / "rules").glob("*.py"))
+    in_code = set(re.findall(r'"((?:notify|service|request|invoice|charge)\.[a-z_]+)"', source))
+    for topic, name in OUTPUT_MESSAGE.items():
+        documented = set(MESSAGES[name]["payload"]["properties"]["type"]["enum"])
+        assert documented <= in_code, documented - in_code
+        assert {c.type for c in emitted if c.topic == topic} <= documented
