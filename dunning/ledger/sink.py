@@ -1,0 +1,113 @@
+"""The command ledger: every command on the output topics into `command_log`, exactly once.
+
+A consumer group of its own (`<app>-ledger`) reads the three command topics and writes each
+batch in one statement (COPY into a temporary table, then INSERT ... ON CONFLICT DO NOTHING):
+a redelivered command, or one emitted twice after a crash, is one row. Offsets are committed
+only after the batch is in, so while PostgreSQL is away nothing is lost: the batch is retried
+with backoff, and the worker's stream processing, on its own consumer, goes on meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from dunning.ledger.db import migrate
+from dunning.rules.times import parse_time
+from dunning.streams.topics import BILLING, NOTIFICATIONS, PROVISIONING
+
+log = logging.getLogger("dunning.ledger")
+TOPICS = (NOTIFICATIONS, PROVISIONING, BILLING)
+COLUMNS = ("command_id", "type", "topic", "subject_kind", "subject_id", "invoice_id",
+           "causation_id", "issued_at", "record")
+# Errors after which the batch is worth retrying on a fresh connection.
+RETRY = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+         asyncpg.CannotConnectNowError, asyncio.TimeoutError)
+
+
+def row(topic: str, value: bytes) -> tuple[Any, ...]:
+    doc = orjson.loads(value)
+    subject = doc.get("subject") or {}
+    return (doc["command_id"], doc["type"], topic, subject.get("kind"), subject.get("id"),
+            doc.get("invoice_id"), doc["causation_id"],
+            datetime.fromtimestamp(parse_time(doc["issued_at"]), UTC), value.decode())
+
+
+async def write(conn: Any, rows: list[tuple[Any, ...]]) -> int:
+    """Insert the rows not yet in the ledger; returns how many were new."""
+    async with conn.transaction():
+        await conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS incoming"
+            " (LIKE command_log INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+        await conn.copy_records_to_table("incoming", records=rows, columns=COLUMNS)
+        status = await conn.execute(
+            f"INSERT INTO command_log ({', '.join(COLUMNS)})"
+            f" SELECT {', '.join(COLUMNS)} FROM incoming ON CONFLICT (command_id) DO NOTHING")
+    return int(status.rsplit(" ", 1)[1])
+
+
+class Ledger:
+    def __init__(self, bootstrap: str, group: str, url: str) -> None:
+        self.bootstrap = bootstrap
+        self.group = group
+        self.url = url
+        self.recorded = 0  # new rows written since start
+        self.healthy = False  # whether the last write reached PostgreSQL
+        self._conn: Any = None
+
+    async def _connection(self) -> Any:
+        if self._conn is None or self._conn.is_closed():
+            conn = await asyncpg.connect(self.url, timeout=10)
+            await migrate(conn)
+            self._conn = conn
+        return self._conn
+
+    async def record(self, rows: list[tuple[Any, ...]]) -> None:
+        """Write until it is in: retried with backoff (0.2 s doubling to 10 s)."""
+        delay = 0.2
+        while True:
+            try:
+                self.recorded += await write(await self._connection(), rows)
+                self.healthy = True
+                return
+            except RETRY as exc:
+                self.healthy = False
+                log.warning("ledger: PostgreSQL unavailable (%s); retrying in %.1f s", exc,
+                            delay)
+                if self._conn is not None:
+                    self._conn.terminate()
+                    self._conn = None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(*TOPICS, bootstrap_servers=self.bootstrap,
+                                    group_id=self.group, enable_auto_commit=False,
+                                    auto_offset_reset="earliest", max_poll_records=5000,
+                                    fetch_max_wait_ms=100)
+        await consumer.start()
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=1000)
+                rows = []
+                for tp, records in batch.items():
+                    for r in records:
+                        try:
+                            rows.append(row(tp.topic, r.value))
+                        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                            # Not a command of ours: nothing to record, and no reason to stop.
+                            log.warning("ledger: skipped %s@%d:%d: %r", tp.topic,
+                                        tp.partition, r.offset, exc)
+                if rows:
+                    await self.record(rows)
+                    await consumer.commit()
+        finally:
+            await consumer.stop()
+            if self._conn is not None:
+                await self._conn.close()

