@@ -27,6 +27,8 @@ from dunning.agents.sequencer import Sequencer
 from dunning.agents.subjects import SubjectAgent
 from dunning.config.policy import Policy
 from dunning.config.settings import Settings
+from dunning.ledger.db import database_name, embedded_url, prepare
+from dunning.ledger.sink import Ledger
 from dunning.streams import records as wire
 from dunning.streams.topics import INPUTS, OUTPUTS
 from dunning.tables.state import invoice_view
@@ -68,7 +70,8 @@ async def ensure_topics(settings: Settings) -> int:
         await admin.close()
 
 
-def build_app(settings: Settings, policy: Policy, partitions: int) -> DunningApp:
+def build_app(settings: Settings, policy: Policy, partitions: int,
+              database_url: str | None = None) -> DunningApp:
     app = DunningApp(
         settings.app_id,
         broker=settings.broker,
@@ -163,6 +166,16 @@ def build_app(settings: Settings, policy: Policy, partitions: int) -> DunningApp
     async def metrics_view(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(metrics.registry), content_type=EXPOSITION)
 
+    if database_url is not None:
+        ledger = Ledger(settings.bootstrap, f"{settings.app_id}-ledger", database_url,
+                        settings.rebalance_timeout, settings.session_timeout)
+
+        @app.task
+        async def record_commands() -> None:
+            """The command ledger, on a consumer of its own: PostgreSQL being slow or away
+            holds up the ledger, never the stream processing."""
+            await ledger.run()
+
     app.dunning = {  # type: ignore[attr-defined]
         "metrics": metrics, "invoices": invoice_agent, "subjects": subject_agent,
     }
@@ -186,6 +199,8 @@ class DunningWorker(faust.Worker):
 def run_worker(settings: Settings, policy: Policy) -> None:
     os.makedirs(settings.data_dir, exist_ok=True)
     partitions = asyncio.run(ensure_topics(settings))
-    app = build_app(settings, policy, partitions)
+    url = settings.database_url or embedded_url(settings.data_dir, database_name(settings.app_id))
+    asyncio.run(prepare(url))
+    app = build_app(settings, policy, partitions, url)
     worker = DunningWorker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()

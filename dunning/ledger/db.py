@@ -15,6 +15,12 @@ from typing import Any
 import asyncpg
 
 log = logging.getLogger("dunning.ledger")
+MIGRATION_LOCK = 0x64756E6E  # the advisory lock key migrations hold ("dunn")
+
+
+def database_name(app_id: str) -> str:
+    """The embedded server's database for an app id: one per consumer group."""
+    return re.sub(r"[^a-z0-9_]", "_", app_id.lower())[:60] or "dunning"
 
 
 def embedded_url(data_dir: str, database: str) -> str:
@@ -28,8 +34,18 @@ def embedded_url(data_dir: str, database: str) -> str:
     return server.get_uri(database)
 
 
+async def prepare(url: str) -> None:
+    """The URL's database created if missing (embedded servers start empty), and migrated."""
+    await ensure_database(url)
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+
+
 async def ensure_database(url: str) -> None:
-    """Create the URL's database if the server lacks it (embedded servers start empty)."""
+    """Create the URL's database if the server lacks it."""
     try:
         conn = await asyncpg.connect(url)
     except asyncpg.InvalidCatalogNameError:
@@ -61,13 +77,14 @@ def migrations() -> list[tuple[str, str]]:
 
 async def migrate(conn: Any) -> list[str]:
     """Apply the migrations this database has not had; returns their names."""
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
     applied: list[str] = []
     async with conn.transaction():
-        # One migrating worker at a time: others wait here, then find nothing to do.
-        await conn.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
+        # One migrating worker at a time (workers of a group start together): the others
+        # wait here, then find nothing to do. Even CREATE TABLE IF NOT EXISTS races without it.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
         done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
         for name, sql in migrations():
             if name not in done:

@@ -53,8 +53,14 @@ async def write(conn: Any, rows: list[tuple[Any, ...]]) -> int:
 
 
 class Ledger:
-    def __init__(self, bootstrap: str, group: str, url: str) -> None:
+    def __init__(self, bootstrap: str, group: str, url: str, rebalance_timeout: float = 10.0,
+                 session_timeout: float = 30.0) -> None:
         self.bootstrap = bootstrap
+        # Tansu holds a join for about the rebalance timeout: aiokafka's default (5 minutes)
+        # would keep the ledger waiting that long.
+        self.timeouts = {"rebalance_timeout_ms": int(rebalance_timeout * 1000),
+                         "session_timeout_ms": int(session_timeout * 1000),
+                         "heartbeat_interval_ms": int(max(0.5, session_timeout / 10) * 1000)}
         self.group = group
         self.url = url
         self.recorded = 0  # new rows written since start
@@ -90,7 +96,7 @@ class Ledger:
         consumer = AIOKafkaConsumer(*TOPICS, bootstrap_servers=self.bootstrap,
                                     group_id=self.group, enable_auto_commit=False,
                                     auto_offset_reset="earliest", max_poll_records=5000,
-                                    fetch_max_wait_ms=100)
+                                    fetch_max_wait_ms=100, **self.timeouts)
         await consumer.start()
         try:
             while True:

@@ -45,6 +45,7 @@ class Worker:
     policy: str | None = None
     partitions: int = 4
     log_path: str = ""
+    database_url: str | None = None
     web_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -57,6 +58,8 @@ class Worker:
                 "--log-level", os.environ.get("DUNNING_TEST_WORKER_LOG", "warn")]
         if self.policy:
             args += ["--policy", self.policy]
+        if self.database_url:
+            args += ["--database-url", self.database_url]
         log = open(self.log_path or os.devnull, "ab")  # noqa: SIM115 - the process owns it
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer
 
 from tests.agents import scenarios
 from tests.agents.kafka import OUTPUT_TOPICS, Broker, Client, Worker
+from tests.conftest import query
 
 # Commands a subject makes. When several invoices of one subject are settled between the same
 # two ticks, which of them came last (and so is named in the restore) depends on how the
@@ -54,11 +55,24 @@ def check_against_engine(reference: scenarios.Recorder, client: Client) -> int:
     return duplicates
 
 
+def check_ledger(reference: scenarios.Recorder, url: str) -> None:
+    """The ledger holds each command the engine emits exactly once, whatever the crashes."""
+    expected = sorted({c.command_id for c in reference.log})
+    deadline = time.monotonic() + 60
+    while True:
+        ids = sorted(r["command_id"] for r in query(url, "SELECT command_id FROM command_log"))
+        if len(ids) >= len(expected) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert ids == expected
+
+
 class Setting:
     """A broker, workers of one policy, and a client; all stopped at the end."""
 
-    def __init__(self, folder: Any) -> None:
+    def __init__(self, folder: Any, database_url: str) -> None:
         self.folder = folder
+        self.database_url = database_url
         self.policy = folder / "policy.toml"
         self.policy.write_text(scenarios.POLICY)
         self.broker = Broker()
@@ -67,7 +81,7 @@ class Setting:
 
     def worker(self, app_id: str, name: str) -> Worker:
         w = Worker(self.broker, app_id, policy=str(self.policy),
-                   log_path=str(self.folder / f"{name}.log"))
+                   log_path=str(self.folder / f"{name}.log"), database_url=self.database_url)
         self.workers.append(w)
         return w.start()
 
@@ -87,8 +101,8 @@ class Setting:
 
 
 @pytest.fixture
-def setting(tmp_path: Any) -> Any:
-    s = Setting(tmp_path)
+def setting(tmp_path: Any, database: str) -> Any:
+    s = Setting(tmp_path, database)
     try:
         yield s
     finally:
@@ -146,6 +160,7 @@ def test_sigkill_mid_stream_and_restart(setting):
         w.join()
     assert len(setting.workers) == 1 + len(kills)
     duplicates = check_against_engine(reference, client)
+    check_ledger(reference, setting.database_url)
     print(f"{len(reference.log)} commands expected; {duplicates} duplicates after "
           f"{len(kills)} SIGKILLs")
     assert duplicates > 0  # the kills did land mid-batch: the replay re-sent its commands
@@ -170,4 +185,5 @@ def test_two_workers_one_killed_mid_stream(setting):
         w.join()
     assert setting.alive() == [a]
     duplicates = check_against_engine(reference, client)
+    check_ledger(reference, setting.database_url)
     print(f"{len(reference.log)} commands expected; {duplicates} duplicates after losing a worker")

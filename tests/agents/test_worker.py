@@ -3,6 +3,7 @@ engine decides it; dead letters with their headers; the web views."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -13,17 +14,19 @@ from dunning.streams import topics
 from dunning.streams.records import partition_for
 from tests.agents import scenarios
 from tests.agents.kafka import Broker, Client, Worker
+from tests.conftest import fresh_database, query
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def run(tmp_path_factory: pytest.TempPathFactory, postgres: Any) -> Any:
     """One worker run through the every-rule timeline; tests read what it emitted."""
     folder = tmp_path_factory.mktemp("worker")
     policy = folder / "policy.toml"
     policy.write_text(scenarios.POLICY)
     reference = scenarios.every_rule()
     broker = Broker()
-    worker = Worker(broker, "e2e", policy=str(policy), log_path=str(folder / "worker.log"))
+    worker = Worker(broker, "e2e", policy=str(policy), log_path=str(folder / "worker.log"),
+                    database_url=fresh_database(postgres))
     client = Client(broker, "e2e")
     try:
         worker.start().wait_healthy()
@@ -137,11 +140,32 @@ def test_web_views(run):
     assert 'dunning_commands_total{type="service.suspend"}' in text
 
 
-def test_any_worker_of_a_group_answers_for_any_invoice(tmp_path):
+def test_the_ledger_holds_every_command_once(run):
+    reference, _, worker = run
+    expected = {c.command_id: c for c in reference.log}
+    assert worker.database_url is not None
+
+    def recorded() -> list[Any]:
+        return query(worker.database_url, "SELECT command_id, type, topic, record::text AS record"
+                                          " FROM command_log")
+
+    deadline = time.monotonic() + 60
+    while len(recorded()) < len(expected) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    rows = recorded()
+    assert sorted(r["command_id"] for r in rows) == sorted(expected)  # each exactly once
+    for r in rows:
+        c = expected[r["command_id"]]
+        assert (r["type"], r["topic"], orjson.loads(r["record"])) == (c.type, c.topic, c.value)
+
+
+def test_any_worker_of_a_group_answers_for_any_invoice(tmp_path, database):
     """/invoices/{id} on a worker that does not own the invoice asks the one that does."""
     broker = Broker()
-    a = Worker(broker, "web", partitions=4, log_path=str(tmp_path / "a.log")).start()
-    b = Worker(broker, "web", partitions=4, log_path=str(tmp_path / "b.log")).start()
+    a = Worker(broker, "web", partitions=4, log_path=str(tmp_path / "a.log"),
+               database_url=database).start()
+    b = Worker(broker, "web", partitions=4, log_path=str(tmp_path / "b.log"),
+               database_url=database).start()
     client = Client(broker, "web")
     try:
         a.wait_healthy()

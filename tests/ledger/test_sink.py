@@ -15,7 +15,7 @@ from dunning.ledger.db import migrate, migrations
 from dunning.ledger.sink import Ledger, row, write
 from dunning.streams import topics
 from tests.agents.kafka import Broker, Client
-from tests.ledger.conftest import query
+from tests.conftest import query
 
 
 def command(n: int, ctype: str = "notify.reminder", **fields: object) -> dict[str, object]:
@@ -135,3 +135,16 @@ def test_postgres_away_mid_stream_loses_nothing(database, postgres):
         stop_ledger(thread, loop)
         client.close()
         broker.stop()
+
+
+def test_workers_starting_together_migrate_once(database):
+    async def go() -> list[list[str]]:
+        conns = [await asyncpg.connect(database) for _ in range(4)]
+        try:
+            return list(await asyncio.gather(*(migrate(c) for c in conns)))
+        finally:
+            for c in conns:
+                await c.close()
+
+    results = asyncio.run(go())
+    assert sorted(map(len, results)) == [0, 0, 0, len(migrations())]

@@ -1,4 +1,4 @@
-"""A real PostgreSQL for the ledger tests: the embedded server, one database per test."""
+"""A real PostgreSQL for the tests: the embedded server (one per run), a database per test."""
 
 from __future__ import annotations
 
@@ -40,12 +40,16 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Postgres:
     return Postgres(tmp_path_factory.mktemp("pg"))
 
 
-@pytest.fixture
-def database(postgres: Postgres) -> str:
-    """The URL of a fresh database."""
+def fresh_database(postgres: Postgres) -> str:
+    """The URL of a database of its own."""
     url = postgres.url(f"test_{next(_names)}")
     asyncio.run(ensure_database(url))
     return url
+
+
+@pytest.fixture
+def database(postgres: Postgres) -> str:
+    return fresh_database(postgres)
 
 
 def query(url: str, sql: str, *args: Any) -> list[Any]:
