@@ -120,6 +120,33 @@ async def _ticks(broker: str, start: int, every: float | None, speed: float) -> 
         await producer.stop()
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import orjson
+
+    from dunning.ledger.db import database_name, embedded_url
+    from dunning.ledger.inspect import lookup, render
+
+    url = args.database_url or embedded_url(args.data_dir, database_name(args.app_id))
+    try:
+        found = asyncio.run(lookup(url, args.invoice_id))
+    except (OSError, ConnectionError) as exc:
+        print(f"dunning inspect: cannot reach the ledger: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # an unknown database, refused login, and the like
+        if type(exc).__module__.startswith("asyncpg"):
+            print(f"dunning inspect: no ledger at {url}: {exc}", file=sys.stderr)
+            return 1
+        raise
+    if found is None:
+        print(f"dunning inspect: no invoice {args.invoice_id} in the ledger", file=sys.stderr)
+        return 1
+    if args.json:
+        sys.stdout.write(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(render(found))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dunning", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -153,6 +180,16 @@ def parser() -> argparse.ArgumentParser:
     wrk.add_argument("--log-level", default=_env("--log-level", "info"),
                      choices=("crit", "error", "warn", "info", "debug"))
     wrk.set_defaults(run=cmd_worker)
+
+    ins = sub.add_parser("inspect", help="an invoice's state and every command it caused")
+    ins.add_argument("invoice_id")
+    ins.add_argument("--database-url", default=_env("--database-url"),
+                     help="the ledger's PostgreSQL (default: the embedded one under .dunning/)")
+    ins.add_argument("--app-id", default=_env("--app-id", "dunning"),
+                     help="whose ledger, on the embedded server")
+    ins.add_argument("--data-dir", default=_env("--data-dir", ".dunning"), help=argparse.SUPPRESS)
+    ins.add_argument("--json", action="store_true", help="JSON for scripts")
+    ins.set_defaults(run=cmd_inspect)
 
     tck = sub.add_parser("tick", help="publish clock ticks")
     tck.add_argument("--broker", default=_env("--broker", DEFAULT_BROKER))

@@ -168,7 +168,8 @@ def build_app(settings: Settings, policy: Policy, partitions: int,
 
     if database_url is not None:
         ledger = Ledger(settings.bootstrap, f"{settings.app_id}-ledger", database_url,
-                        settings.rebalance_timeout, settings.session_timeout)
+                        settings.rebalance_timeout, settings.session_timeout,
+                        invoices.changelog_topic.get_topic_name())
 
         @app.task
         async def record_commands() -> None:

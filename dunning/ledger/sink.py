@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -21,6 +22,8 @@ from aiokafka import AIOKafkaConsumer
 from dunning.ledger.db import migrate
 from dunning.rules.times import parse_time
 from dunning.streams.topics import BILLING, NOTIFICATIONS, PROVISIONING
+from dunning.tables.partitions import INVOICE
+from dunning.tables.state import decode_invoice, invoice_view
 
 log = logging.getLogger("dunning.ledger")
 TOPICS = (NOTIFICATIONS, PROVISIONING, BILLING)
@@ -29,6 +32,40 @@ COLUMNS = ("command_id", "type", "topic", "subject_kind", "subject_id", "invoice
 # Errors after which the batch is worth retrying on a fresh connection.
 RETRY = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
          asyncpg.CannotConnectNowError, asyncio.TimeoutError)
+
+
+INVOICE_COLUMNS = ("invoice_id", "customer_id", "order_id", "status", "currency", "amount",
+                   "amount_paid", "amount_due", "due_at", "next_action", "next_action_at",
+                   "state")
+
+
+def invoice_row(value: bytes) -> tuple[Any, ...]:
+    """A read-model row from an invoice's state as the worker's table holds it."""
+    view = invoice_view(decode_invoice(value))
+    nxt = view["next_action"] or {}
+    return (view["invoice_id"], view["customer_id"], view["order_id"], view["status"],
+            view["currency"], Decimal(view["amount"]), Decimal(view["amount_paid"]),
+            Decimal(view["amount_due"]), _when(view["due_at"]), nxt.get("action"),
+            _when(nxt.get("at")), orjson.dumps(view).decode())
+
+
+def _when(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromtimestamp(parse_time(text), UTC)
+
+
+async def write_invoices(conn: Any, rows: list[tuple[Any, ...]]) -> None:
+    """Upsert the read model: the newest state of each invoice wins."""
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in INVOICE_COLUMNS[1:])
+    async with conn.transaction():
+        await conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS incoming_invoices"
+            " (LIKE invoices INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+        await conn.copy_records_to_table("incoming_invoices", records=rows,
+                                         columns=INVOICE_COLUMNS)
+        await conn.execute(
+            f"INSERT INTO invoices ({', '.join(INVOICE_COLUMNS)})"
+            f" SELECT {', '.join(INVOICE_COLUMNS)} FROM incoming_invoices"
+            f" ON CONFLICT (invoice_id) DO UPDATE SET {updates}, updated_at = now()")
 
 
 def row(topic: str, value: bytes) -> tuple[Any, ...]:
@@ -54,8 +91,9 @@ async def write(conn: Any, rows: list[tuple[Any, ...]]) -> int:
 
 class Ledger:
     def __init__(self, bootstrap: str, group: str, url: str, rebalance_timeout: float = 10.0,
-                 session_timeout: float = 30.0) -> None:
+                 session_timeout: float = 30.0, invoices_changelog: str | None = None) -> None:
         self.bootstrap = bootstrap
+        self.invoices_changelog = invoices_changelog  # feeds the invoices read model
         # Tansu holds a join for about the rebalance timeout: aiokafka's default (5 minutes)
         # would keep the ledger waiting that long.
         self.timeouts = {"rebalance_timeout_ms": int(rebalance_timeout * 1000),
@@ -74,12 +112,17 @@ class Ledger:
             self._conn = conn
         return self._conn
 
-    async def record(self, rows: list[tuple[Any, ...]]) -> None:
+    async def record(self, rows: list[tuple[Any, ...]],
+                     invoices: list[tuple[Any, ...]] | None = None) -> None:
         """Write until it is in: retried with backoff (0.2 s doubling to 10 s)."""
         delay = 0.2
         while True:
             try:
-                self.recorded += await write(await self._connection(), rows)
+                conn = await self._connection()
+                if rows:
+                    self.recorded += await write(conn, rows)
+                if invoices:
+                    await write_invoices(conn, invoices)
                 self.healthy = True
                 return
             except RETRY as exc:
@@ -93,7 +136,8 @@ class Ledger:
                 delay = min(delay * 2, 10.0)
 
     async def run(self) -> None:
-        consumer = AIOKafkaConsumer(*TOPICS, bootstrap_servers=self.bootstrap,
+        topics = [*TOPICS, *([self.invoices_changelog] if self.invoices_changelog else [])]
+        consumer = AIOKafkaConsumer(*topics, bootstrap_servers=self.bootstrap,
                                     group_id=self.group, enable_auto_commit=False,
                                     auto_offset_reset="earliest", max_poll_records=5000,
                                     fetch_max_wait_ms=100, **self.timeouts)
@@ -102,16 +146,21 @@ class Ledger:
             while True:
                 batch = await consumer.getmany(timeout_ms=1000)
                 rows = []
+                invoices: dict[bytes, tuple[Any, ...]] = {}  # the newest state of each
                 for tp, records in batch.items():
                     for r in records:
                         try:
-                            rows.append(row(tp.topic, r.value))
+                            if tp.topic == self.invoices_changelog:
+                                if r.key.startswith(INVOICE) and r.value is not None:
+                                    invoices[r.key] = invoice_row(r.value)
+                            else:
+                                rows.append(row(tp.topic, r.value))
                         except (ValueError, KeyError, TypeError, AttributeError) as exc:
                             # Not a command of ours: nothing to record, and no reason to stop.
                             log.warning("ledger: skipped %s@%d:%d: %r", tp.topic,
                                         tp.partition, r.offset, exc)
-                if rows:
-                    await self.record(rows)
+                if rows or invoices:
+                    await self.record(rows, list(invoices.values()))
                     await consumer.commit()
         finally:
             await consumer.stop()

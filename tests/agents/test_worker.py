@@ -3,6 +3,8 @@ engine decides it; dead letters with their headers; the web views."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections import Counter
 from typing import Any
@@ -187,3 +189,48 @@ def test_any_worker_of_a_group_answers_for_any_invoice(tmp_path, database):
         b.kill()
         client.close()
         broker.stop()
+
+
+def wait_for_ledger(url: str, sql: str, want: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while query(url, sql)[0][0] < want and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def test_the_invoices_read_model_is_the_engine_state(run):
+    reference, _, worker = run
+    invoices = reference.engine.invoices
+    wait_for_ledger(worker.database_url, "SELECT count(*) FROM invoices", len(invoices))
+    rows = {r["invoice_id"]: r for r in query(worker.database_url, "SELECT * FROM invoices")}
+    assert set(rows) == set(invoices)
+    for iid, inv in invoices.items():
+        r = rows[iid]
+        assert (r["status"], r["amount_paid"], r["amount_due"]) == (inv.status, inv.paid,
+                                                                    inv.due), iid
+        assert r["due_at"].timestamp() == inv.due_at
+
+
+def inspect(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dunning.cli", "inspect", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_inspect_shows_an_invoice_and_its_commands_in_time_order(run):
+    reference, _, worker = run
+    wait_for_ledger(worker.database_url, "SELECT count(*) FROM command_log",
+                    len({c.command_id for c in reference.log}))
+    shown = inspect("partial", "--database-url", worker.database_url)
+    assert shown.returncode == 0, shown.stderr
+    assert "invoice partial  customer c-partial" in shown.stdout
+    assert "service.suspend" in shown.stdout and "service.unsuspend" in shown.stdout
+    as_json = inspect("partial", "--database-url", worker.database_url, "--json")
+    found = orjson.loads(as_json.stdout)
+    assert found["invoice"]["amount_paid"] == "100.00"
+    want = sorted((c.value for c in reference.log if c.value.get("invoice_id") == "partial"),
+                  key=lambda v: v["issued_at"])
+    got = [{k: v for k, v in c.items() if k != "topic"} for c in found["commands"]]
+    assert sorted(got, key=lambda v: (v["issued_at"], v["command_id"])) == sorted(
+        want, key=lambda v: (v["issued_at"], v["command_id"]))
+    assert [c["issued_at"] for c in got] == sorted(c["issued_at"] for c in got)
+    unknown = inspect("no-such-invoice", "--database-url", worker.database_url)
+    assert unknown.returncode == 1 and "no invoice no-such-invoice" in unknown.stderr
