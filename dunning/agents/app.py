@@ -22,7 +22,7 @@ from prometheus_client import generate_latest
 
 from dunning.agents.batches import BatchHandler, BatchTransport
 from dunning.agents.invoices import InvoiceAgent
-from dunning.agents.metrics import Metrics
+from dunning.agents.metrics import Metrics, Snapshot
 from dunning.agents.sequencer import Sequencer
 from dunning.agents.subjects import SubjectAgent
 from dunning.config.policy import Policy
@@ -126,6 +126,24 @@ def build_app(settings: Settings, policy: Policy, partitions: int,
         app.agent(channel, name=name)(_batched)
 
     state = {"assigned": False}
+
+    def snapshot() -> Snapshot:
+        s = Snapshot(last_tick=invoice_agent.last_tick)
+        for engine in list(invoice_agent.engines.values()):
+            s.scheduled += len(engine.schedule)
+            s.invoices.update(inv.status for inv in engine.invoices.values())
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            if tp.topic in app.batch_handlers:
+                committed = consumer._committed_offset.get(tp) or 0
+                try:
+                    end = consumer.highwater(tp) or 0
+                except Exception:  # no fetch for it yet
+                    end = committed
+                s.lag[(tp.topic, tp.partition)] = max(0, end - committed)
+        return s
+
+    metrics.watch(snapshot)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:

@@ -56,17 +56,20 @@ class Outbox:
         self._shipping = asyncio.Lock()
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None,
-                   partition: int | None = None, headers: Any = None) -> None:
+                   partition: int | None = None, headers: Any = None,
+                   timestamp: float | None = None) -> None:
+        """`timestamp` (seconds) defaults to now; forwarded records keep their original."""
         if partition is None:
             count = self._partitions.get(topic) or await self._count(topic)
             partition = partition_for(key if key is not None else value or b"", count)
         builder = self._open.get((topic, partition))
         if builder is None:
             builder = self._open[(topic, partition)] = self._kafka().create_batch()
-        if builder.append(timestamp=None, key=key, value=value, headers=headers or []) is None:
+        if builder.append(timestamp=timestamp, key=key, value=value,
+                          headers=headers or []) is None:
             self._full.append((topic, partition, builder))
             builder = self._open[(topic, partition)] = self._kafka().create_batch()
-            if builder.append(timestamp=None, key=key, value=value,
+            if builder.append(timestamp=timestamp, key=key, value=value,
                               headers=headers or []) is None:
                 raise ValueError(f"a record of {len(value or b'')} bytes fits no batch")
 

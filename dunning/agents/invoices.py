@@ -12,6 +12,7 @@ marker), so subjects can apply a tick's signals from all partitions in the engin
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +43,7 @@ class InvoiceAgent:
         self.metrics = metrics
         self.ready = ready  # whether the tables are whole (no rebalance under way)
         self.engines: dict[int, Engine] = {}
+        self.last_tick: float | None = None  # monotonic time a tick last moved a clock
         self.held_rows: dict[int, set[str]] = {}  # per partition: ids with a held row
 
     # -- assignment ------------------------------------------------------------------------
@@ -97,14 +99,22 @@ class InvoiceAgent:
                 if out.signals:
                     await self._signals(engine, out, p, r.offset, event)
                 if isinstance(event, m.ClockTick):
+                    if outcome == m.APPLIED:
+                        self.last_tick = time.monotonic()
                     await self._markers(engine.clock, p)
                     if p != 0:
                         continue  # a tick is on every partition; count it once
                 events[(src.topic if src.topic else CLOCK, event.type, outcome)] += 1
             written.append((p, engine_rows(engine, p, self.held_rows[p])))
         self.metrics.count(events, commands)
+        finish = finish_with_state(self.out, self.table, written)
+        times = [r.timestamp for records in batch.values() for r in records]
 
-        return finish_with_state(self.out, self.table, written)
+        async def finish_and_measure() -> None:
+            await finish()
+            self.metrics.processed(times)
+
+        return finish_and_measure
 
     async def _dead_letter(self, dl: m.DeadLetter, headers: Any) -> None:
         key, value, dl_headers = wire.dead_letter(dl, list(headers))

@@ -40,12 +40,13 @@ class Sequencer:
                 iid = _invoice_id(source_topic, r.value)
                 if iid is not None:
                     key = iid.encode()
-                    await send(topic, key, r.value, wire.partition_for(key, n), headers)
+                    await send(topic, key, r.value, wire.partition_for(key, n), headers,
+                               r.timestamp / 1000)
                     continue
                 event = decode(source_topic, r.key, r.value, tp.partition, r.offset)
                 if isinstance(event, m.ClockTick):
                     for p in range(n):  # one tick moves time on every partition
-                        await send(topic, None, r.value, p, headers)
+                        await send(topic, None, r.value, p, headers, r.timestamp / 1000)
                     continue
                 if not isinstance(event, m.DeadLetter):  # cannot happen: routing checks less
                     event = m.DeadLetter(m.Source(source_topic, tp.partition, r.offset, r.key,

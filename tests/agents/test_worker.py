@@ -234,3 +234,40 @@ def test_inspect_shows_an_invoice_and_its_commands_in_time_order(run):
     assert [c["issued_at"] for c in got] == sorted(c["issued_at"] for c in got)
     unknown = inspect("no-such-invoice", "--database-url", worker.database_url)
     assert unknown.returncode == 1 and "no invoice no-such-invoice" in unknown.stderr
+
+
+def test_metrics_after_a_known_input(run):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    reference, _, worker = run
+    status, body = worker.get("/metrics")
+    assert status == 200
+    samples: dict[str, list[Any]] = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(sample)
+
+    def value(name: str, **labels: str) -> float:
+        return sum(s.value for s in samples.get(name, []) if labels.items() <= s.labels.items())
+
+    # Every input record counted once, by topic, type and outcome.
+    assert value("dunning_events_total") == len(reference.script)
+    assert value("dunning_events_total", outcome="dead_lettered") == len(reference.dead) - 1
+    assert value("dunning_events_total", type="clock.tick") == sum(
+        1 for topic, _, _ in reference.script if topic == topics.CLOCK)
+    # Every command counted once, by type.
+    by_type = Counter(c.type for c in reference.log)
+    for ctype, n in by_type.items():
+        assert value("dunning_commands_total", type=ctype) == n, ctype
+    # The worker owns every partition here: its gauges are the engine's.
+    statuses = Counter(inv.status for inv in reference.engine.invoices.values())
+    for status, n in statuses.items():
+        assert value("dunning_invoices", status=status) == n, status
+    assert value("dunning_scheduled_actions") == len(reference.engine.schedule)
+    lags = samples["dunning_consumer_lag"]
+    assert lags and all(s.value == 0 for s in lags)
+    assert {s.labels["topic"] for s in lags} >= {topics.INVOICES, "e2e-events", "e2e-signals"}
+    assert 0 <= value("dunning_tick_lag_seconds") < 300
+    forwarded = len(reference.script) + 3 * sum(1 for t, _, _ in reference.script
+                                                if t == topics.CLOCK)  # ticks x 4 partitions
+    assert value("dunning_event_processing_seconds_count") >= forwarded - len(reference.dead)
