@@ -3,6 +3,8 @@ engine decides it; dead letters with their headers; the web views."""
 
 from __future__ import annotations
 
+import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -11,12 +13,15 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 
 from dunning.streams import topics
 from dunning.streams.records import partition_for
 from tests.agents import scenarios
 from tests.agents.kafka import Broker, Client, Worker
 from tests.conftest import fresh_database, query
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -271,3 +276,40 @@ def test_metrics_after_a_known_input(run):
     forwarded = len(reference.script) + 3 * sum(1 for t, _, _ in reference.script
                                                 if t == topics.CLOCK)  # ticks x 4 partitions
     assert value("dunning_event_processing_seconds_count") >= forwarded - len(reference.dead)
+
+
+def test_dashboard_and_alert_rules_query_metrics_the_worker_serves(run):
+    """Every dunning metric the Grafana dashboard and the Prometheus rules use is on /metrics."""
+    _, _, worker = run
+    served = set(re.findall(r"^(dunning_[a-z_]+)", worker.get("/metrics")[1].decode(),
+                            re.MULTILINE))
+    dashboard = orjson.loads((ROOT / "deploy/grafana/dashboards/dunning.json").read_bytes())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
+    exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    used = {name for e in exprs for name in re.findall(r"dunning_[a-z_]+", e)}
+    assert len(used) >= 7
+    assert used <= served, used - served
+    titles = {p["title"] for p in dashboard["panels"]}
+    assert {"Consumer lag per partition", "Dead letters per second", "Tick lag",
+            "Invoices by status", "Processing latency"} <= titles
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"]}
+    assert alerts == {"DunningLagGrowing", "DunningTickLag", "DunningDeadLetters",
+                      "DunningWorkerDown"}
+
+
+def test_compose_file_describes_the_production_stack():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"kafka", "postgres", "worker-1", "worker-2", "prometheus",
+                             "grafana"}
+    kafka = services["kafka"]["environment"]
+    assert "controller" in kafka["KAFKA_PROCESS_ROLES"] and kafka["KAFKA_NUM_PARTITIONS"] == 8
+    for name in ("worker-1", "worker-2"):
+        env = services[name]["environment"]
+        assert env["DUNNING_BROKER"] == "kafka://kafka:9092"
+        assert env["DUNNING_DATABASE_URL"].startswith("postgresql://")
+        assert env["DUNNING_WEB_HOST"] == name
+    scrape = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    targets = scrape["scrape_configs"][0]["static_configs"][0]["targets"]
+    assert targets == ["worker-1:6066", "worker-2:6066"]
