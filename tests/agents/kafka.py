@@ -46,6 +46,7 @@ class Worker:
     partitions: int = 4
     log_path: str = ""
     database_url: str | None = None
+    cwd: str | None = None  # where `.dunning/` (the embedded PostgreSQL) goes
     web_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -61,7 +62,7 @@ class Worker:
         if self.database_url:
             args += ["--database-url", self.database_url]
         log = open(self.log_path or os.devnull, "ab")  # noqa: SIM115 - the process owns it
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
         return self
 
