@@ -1,0 +1,185 @@
+"""Feeding a worker an input script in the order the pure engine saw it, and reading back.
+
+The worker reads four input topics whose interleaving no one controls (Kafka orders records
+within a partition only). So a run of records of one topic is sent, then the feeder waits until
+the worker's group has committed them on the input topics (they are on its internal log), and
+only then sends the next run or tick. The demo and the tests use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
+
+from dunning.streams import records as wire
+from dunning.streams import topics
+
+OUTPUT_TOPICS = (topics.NOTIFICATIONS, topics.PROVISIONING, topics.BILLING)
+
+Record = tuple[str, bytes | None, bytes]  # topic, key, value
+
+
+def is_tick(record: Record) -> bool:
+    return record[0] == topics.CLOCK
+
+
+class Feeder:
+    """Producer and readers for one consumer group's input, on an event loop of its own."""
+
+    def __init__(self, bootstrap: str, app_id: str) -> None:
+        self.bootstrap = bootstrap
+        self.app_id = app_id
+        self.loop = asyncio.new_event_loop()
+        self._offsets: AIOKafkaConsumer | None = None
+        self.sent: dict[TopicPartition, int] = {}  # next offset after what this client sent
+
+        async def start() -> tuple[AIOKafkaProducer, AIOKafkaAdminClient]:
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
+            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+            await producer.start()
+            await admin.start()
+            return producer, admin
+
+        self.producer, self.admin = self.run(start())
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        if self._offsets is not None:
+            self.run(self._offsets.stop())
+        self.run(self.producer.stop())
+        self.run(self.admin.close())
+        self.loop.close()
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def send(self, records: Iterable[Record]) -> None:
+        async def go() -> None:
+            futures = [await self.producer.send(t, v, key=k) for t, k, v in records]
+            await self.producer.flush()
+            for f in futures:
+                meta = await f
+                tp = TopicPartition(meta.topic, meta.partition)
+                self.sent[tp] = max(self.sent.get(tp, 0), meta.offset + 1)
+
+        self.run(go())
+
+    def play(self, script: list[Record], timeout: float = 120, on_phase: Any = None) -> None:
+        """Send `script` in its order as far as Kafka keeps order: records of one topic go
+        together, and before a record of another topic (or a tick) is sent, the group must
+        have taken everything before it. `on_phase(n)` runs before the n-th tick is sent (a
+        test kills workers there)."""
+        run: list[Record] = []
+        ticks = 0
+        for record in script:
+            if run and (is_tick(record) or record[0] != run[0][0]):
+                self.send(run)
+                self.barrier(topics.INPUTS, timeout)
+                run = []
+            if is_tick(record):
+                if on_phase is not None:
+                    on_phase(ticks)
+                ticks += 1
+                self.send([record])
+                self.barrier(topics.INPUTS, timeout)
+            else:
+                run.append(record)
+        if run:
+            self.send(run)
+        self.settle(timeout)
+
+    def settle(self, timeout: float = 120) -> None:
+        """Wait until the group has processed everything on its input and internal topics."""
+        self.barrier(topics.INPUTS, timeout)
+        internal = [wire.events_topic(self.app_id), wire.signals_topic(self.app_id)]
+        deadline = time.monotonic() + timeout
+        while self.run(self._unread(internal)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"group {self.app_id} has not processed its internal topics")
+
+    def barrier(self, names: Iterable[str], timeout: float) -> None:
+        """Wait until the group has committed every record this client sent to `names`.
+
+        Offsets come from the sends, not from the broker's end offsets: Tansu reports an end
+        offset that stops at the first record of a partition's last batch."""
+        deadline = time.monotonic() + timeout
+        wanted = {tp: end for tp, end in self.sent.items() if tp.topic in set(names)}
+        while True:
+            lag = self.run(self._lag(wanted))
+            if lag == 0:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"group {self.app_id} still {lag} records behind")
+            time.sleep(0.05)
+
+    async def _group_view(self) -> AIOKafkaConsumer:
+        if self._offsets is None:  # in the group's name, never joining it: reads its offsets
+            self._offsets = AIOKafkaConsumer(bootstrap_servers=self.bootstrap,
+                                             group_id=self.app_id, enable_auto_commit=False,
+                                             fetch_max_wait_ms=200)
+            await self._offsets.start()
+        return self._offsets
+
+    async def _lag(self, wanted: dict[TopicPartition, int]) -> int:
+        view = await self._group_view()
+        lag = 0
+        for tp, end in wanted.items():
+            # (the admin client's offset fetch does not parse Tansu's answer)
+            lag += max(0, end - (await view.committed(tp) or 0))
+        return lag
+
+    async def _unread(self, names: list[str]) -> bool:
+        """Whether any partition of `names` has records past the group's committed offset:
+        found by fetching there, since the broker's end offsets cannot be trusted."""
+        view = await self._group_view()
+        await view.topics()
+        tps = [TopicPartition(t, p) for t in names for p in (view.partitions_for_topic(t) or ())]
+        view.assign(tps)
+        for tp in tps:
+            view.seek(tp, await view.committed(tp) or 0)
+        batch = await view.getmany(timeout_ms=300)
+        return any(batch.values())
+
+    # -- reading -------------------------------------------------------------------------
+
+    def read(self, names: Iterable[str]) -> list[Any]:
+        """Every record on `names` so far (ConsumerRecords, in partition order)."""
+
+        async def go() -> list[Any]:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap,
+                                        enable_auto_commit=False)
+            await consumer.start()
+            try:
+                await consumer.topics()
+                tps = [TopicPartition(t, p) for t in names
+                       for p in (consumer.partitions_for_topic(t) or ())]
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
+                ends = await consumer.end_offsets(tps)
+                out: list[Any] = []
+                left = {tp for tp in tps if ends[tp] > 0}
+                while left:
+                    batch = await consumer.getmany(*left, timeout_ms=1000)
+                    for tp, recs in batch.items():
+                        out += recs
+                        if recs[-1].offset + 1 >= ends[tp]:
+                            left.discard(tp)
+                return out
+            finally:
+                await consumer.stop()
+
+        return self.run(go())
+
+    def commands(self) -> list[dict[str, Any]]:
+        return [orjson.loads(r.value) for r in self.read(OUTPUT_TOPICS)]
+
+    def dead_letters(self) -> list[Any]:
+        return self.read([topics.DEADLETTER])
