@@ -147,6 +147,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dunning.demo.run import report, run
+
+    try:
+        outcome = run(_policy(args.policy), args.policy, args.customers, args.days, args.seed)
+    except KeyboardInterrupt:
+        print("\ndunning demo: stopped; everything it started is stopped too", file=sys.stderr)
+        return 130
+    report(outcome)
+    return 0 if outcome.check.ok else 1
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dunning", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -190,6 +202,13 @@ def parser() -> argparse.ArgumentParser:
     ins.add_argument("--data-dir", default=_env("--data-dir", ".dunning"), help=argparse.SUPPRESS)
     ins.add_argument("--json", action="store_true", help="JSON for scripts")
     ins.set_defaults(run=cmd_inspect)
+
+    dem = sub.add_parser("demo", help="a billing cycle end to end on embedded defaults")
+    dem.add_argument("--customers", type=int, default=int(_env("--customers", 10_000)))
+    dem.add_argument("--days", type=int, default=int(_env("--days", 90)))
+    dem.add_argument("--seed", type=int, default=int(_env("--seed", 7)))
+    dem.add_argument("--policy", default=_env("--policy"), help="policy TOML file")
+    dem.set_defaults(run=cmd_demo)
 
     tck = sub.add_parser("tick", help="publish clock ticks")
     tck.add_argument("--broker", default=_env("--broker", DEFAULT_BROKER))

@@ -72,7 +72,8 @@ class Feeder:
 
         self.run(go())
 
-    def play(self, script: list[Record], timeout: float = 120, on_phase: Any = None) -> None:
+    def play(self, script: list[Record], timeout: float = 120, on_phase: Any = None,
+             settle: bool = True) -> None:
         """Send `script` in its order as far as Kafka keeps order: records of one topic go
         together, and before a record of another topic (or a tick) is sent, the group must
         have taken everything before it. `on_phase(n)` runs before the n-th tick is sent (a
@@ -94,7 +95,9 @@ class Feeder:
                 run.append(record)
         if run:
             self.send(run)
-        self.settle(timeout)
+            self.barrier(topics.INPUTS, timeout)
+        if settle:
+            self.settle(timeout)
 
     def settle(self, timeout: float = 120) -> None:
         """Wait until the group has processed everything on its input and internal topics."""

