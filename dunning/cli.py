@@ -67,7 +67,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = Settings(
         broker=args.broker, policy=args.policy, database_url=args.database_url,
         web_port=int(args.web_port), web_host=args.web_host,
-        partitions=int(args.partitions), app_id=args.app_id,
+        partitions=int(args.partitions), app_id=args.app_id, output_prefix=args.output_prefix,
         rebalance_timeout=float(args.rebalance_timeout),
         session_timeout=float(args.session_timeout), log_level=args.log_level,
     )
@@ -148,15 +148,25 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from dunning.demo.run import report, run
+    from pathlib import Path
 
+    from dunning.demo.run import Lane, report, report_compare, run
+
+    if args.compare:
+        lanes = [Lane(Path(path).stem, _policy(path), path, f"demo-{n}", f"demo-{n}.")
+                 for n, path in zip("ab", args.compare, strict=True)]
+    else:
+        lanes = [Lane("policy", _policy(args.policy), args.policy, "demo")]
     try:
-        outcome = run(_policy(args.policy), args.policy, args.customers, args.days, args.seed)
+        outcomes = run(lanes, args.customers, args.days, args.seed)
     except KeyboardInterrupt:
         print("\ndunning demo: stopped; everything it started is stopped too", file=sys.stderr)
         return 130
-    report(outcome)
-    return 0 if outcome.check.ok else 1
+    if args.compare:
+        report_compare(lanes, outcomes, ".dunning")
+    else:
+        report(outcomes[0])
+    return 0 if all(o.check.ok for o in outcomes) else 1
 
 
 def parser() -> argparse.ArgumentParser:
@@ -184,6 +194,9 @@ def parser() -> argparse.ArgumentParser:
                      help="partitions of the topics it creates")
     wrk.add_argument("--app-id", default=_env("--app-id", "dunning"),
                      help="consumer group, and prefix of internal topics")
+    wrk.add_argument("--output-prefix", default=_env("--output-prefix", ""),
+                     help="write the command and dead-letter topics under this prefix (a shadow "
+                          "worker trying another policy on the same input)")
     wrk.add_argument("--rebalance-timeout", type=float,
                      default=float(_env("--rebalance-timeout", 10.0)),
                      help="seconds a member has to rejoin; on Tansu also the join delay")
@@ -208,6 +221,9 @@ def parser() -> argparse.ArgumentParser:
     dem.add_argument("--days", type=int, default=int(_env("--days", 90)))
     dem.add_argument("--seed", type=int, default=int(_env("--seed", 7)))
     dem.add_argument("--policy", default=_env("--policy"), help="policy TOML file")
+    dem.add_argument("--compare", nargs=2, metavar=("A.toml", "B.toml"),
+                     help="run the same input through two policies (two consumer groups, like "
+                          "a shadow deployment) and compare them; writes an HTML report")
     dem.set_defaults(run=cmd_demo)
 
     tck = sub.add_parser("tick", help="publish clock ticks")

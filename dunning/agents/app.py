@@ -54,7 +54,8 @@ async def ensure_topics(settings: Settings) -> int:
     await admin.start()
     try:
         events = wire.events_topic(settings.app_id)
-        wanted = [*INPUTS, *OUTPUTS, events, wire.signals_topic(settings.app_id)]
+        outputs = [settings.output_prefix + t for t in OUTPUTS]
+        wanted = [*INPUTS, *outputs, events, wire.signals_topic(settings.app_id)]
         existing = set(await admin.list_topics())
         missing = [NewTopic(t, settings.partitions, 1) for t in wanted if t not in existing]
         if missing:
@@ -105,13 +106,14 @@ def build_app(settings: Settings, policy: Policy, partitions: int,
     invoices = app.Table("invoices", partitions=partitions, key_type=bytes, value_type=bytes)
     subjects = app.Table("subjects", partitions=partitions, key_type=bytes, value_type=bytes)
     producer = app.producer
-    sequencer = Sequencer(producer, settings.app_id, partitions, metrics)
+    prefix = settings.output_prefix
+    sequencer = Sequencer(producer, settings.app_id, partitions, metrics, prefix)
     def ready() -> bool:
         return bool(app.tables_ready)  # type: ignore[attr-defined]
 
     invoice_agent = InvoiceAgent(producer, invoices, policy, settings.app_id, partitions, metrics,
-                                 ready)
-    subject_agent = SubjectAgent(producer, subjects, partitions, metrics, ready)
+                                 ready, prefix)
+    subject_agent = SubjectAgent(producer, subjects, partitions, metrics, ready, prefix)
     events = wire.events_topic(settings.app_id)
     signals = wire.signals_topic(settings.app_id)
     for topic in INPUTS:
@@ -187,7 +189,7 @@ def build_app(settings: Settings, policy: Policy, partitions: int,
     if database_url is not None:
         ledger = Ledger(settings.bootstrap, f"{settings.app_id}-ledger", database_url,
                         settings.rebalance_timeout, settings.session_timeout,
-                        invoices.changelog_topic.get_topic_name())
+                        invoices.changelog_topic.get_topic_name(), settings.output_prefix)
 
         @app.task
         async def record_commands() -> None:

@@ -20,6 +20,7 @@ from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
 from dunning.streams.records import partition_for
+from dunning.streams.topics import OUTPUTS
 from dunning.tables.partitions import apply_rows
 
 Batch = dict[TP, list[Any]]  # aiokafka ConsumerRecords of one fetch, by partition
@@ -45,8 +46,11 @@ class Outbox:
     records per event. Records without a partition go where Kafka's default partitioner puts
     their key, as with `send`."""
 
-    def __init__(self, producer: Any) -> None:
+    def __init__(self, producer: Any, output_prefix: str = "") -> None:
         self.producer = producer
+        # A shadow worker (another policy on the same input) writes the contract's output
+        # topics under a prefix of its own, never to the real ones.
+        self._rename = {t: output_prefix + t for t in OUTPUTS} if output_prefix else {}
         self._open: dict[tuple[str, int], Any] = {}  # the batch being filled, per partition
         self._full: list[tuple[str, int, Any]] = []  # filled batches, oldest first
         self._partitions: dict[str, int] = {}
@@ -59,6 +63,7 @@ class Outbox:
                    partition: int | None = None, headers: Any = None,
                    timestamp: float | None = None) -> None:
         """`timestamp` (seconds) defaults to now; forwarded records keep their original."""
+        topic = self._rename.get(topic, topic)
         if partition is None:
             count = self._partitions.get(topic) or await self._count(topic)
             partition = partition_for(key if key is not None else value or b"", count)

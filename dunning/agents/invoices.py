@@ -34,8 +34,9 @@ from dunning.tables.state import encode_signal
 
 class InvoiceAgent:
     def __init__(self, producer: Any, table: Any, policy: Policy, app_id: str,
-                 partitions: int, metrics: Metrics, ready: Callable[[], bool]) -> None:
-        self.out = Outbox(producer)
+                 partitions: int, metrics: Metrics, ready: Callable[[], bool],
+                 output_prefix: str = "") -> None:
+        self.out = Outbox(producer, output_prefix)
         self.table = table
         self.policy = policy
         self.signals_topic = wire.signals_topic(app_id)

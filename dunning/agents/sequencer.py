@@ -23,8 +23,9 @@ from dunning.streams.topics import CLOCK, DEADLETTER
 
 
 class Sequencer:
-    def __init__(self, producer: Any, app_id: str, partitions: int, metrics: Metrics) -> None:
-        self.out = Outbox(producer)
+    def __init__(self, producer: Any, app_id: str, partitions: int, metrics: Metrics,
+                 output_prefix: str = "") -> None:
+        self.out = Outbox(producer, output_prefix)
         self.topic = wire.events_topic(app_id)
         self.partitions = partitions
         self.metrics = metrics

@@ -45,8 +45,8 @@ class Waiting:
 
 class SubjectAgent:
     def __init__(self, producer: Any, table: Any, partitions: int, metrics: Metrics,
-                 ready: Callable[[], bool] = lambda: True) -> None:
-        self.out = Outbox(producer)
+                 ready: Callable[[], bool] = lambda: True, output_prefix: str = "") -> None:
+        self.out = Outbox(producer, output_prefix)
         self.table = table
         self.partitions = partitions
         self.metrics = metrics

@@ -31,6 +31,7 @@ class Settings:
     partitions: int = 8
     app_id: str = "dunning"
     data_dir: str = ".dunning"
+    output_prefix: str = ""  # a shadow worker's output topics: prefix + the contract's names
     # Group timings. Tansu holds a join for about the rebalance timeout, so short ones let a
     # worker start in seconds; a batch must still finish within it.
     rebalance_timeout: float = 10.0

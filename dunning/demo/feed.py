@@ -33,11 +33,14 @@ def is_tick(record: Record) -> bool:
 class Feeder:
     """Producer and readers for one consumer group's input, on an event loop of its own."""
 
-    def __init__(self, bootstrap: str, app_id: str) -> None:
+    def __init__(self, bootstrap: str, app_id: str, also: Iterable[str] = ()) -> None:
+        """`also`: more groups reading the same input (shadow workers); barriers wait for
+        every one of them."""
         self.bootstrap = bootstrap
         self.app_id = app_id
+        self.groups = [app_id, *also]
+        self._views: dict[str, AIOKafkaConsumer] = {}
         self.loop = asyncio.new_event_loop()
-        self._offsets: AIOKafkaConsumer | None = None
         self.sent: dict[TopicPartition, int] = {}  # next offset after what this client sent
 
         async def start() -> tuple[AIOKafkaProducer, AIOKafkaAdminClient]:
@@ -53,8 +56,8 @@ class Feeder:
         return self.loop.run_until_complete(coro)
 
     def close(self) -> None:
-        if self._offsets is not None:
-            self.run(self._offsets.stop())
+        for view in self._views.values():
+            self.run(view.stop())
         self.run(self.producer.stop())
         self.run(self.admin.close())
         self.loop.close()
@@ -100,13 +103,15 @@ class Feeder:
             self.settle(timeout)
 
     def settle(self, timeout: float = 120) -> None:
-        """Wait until the group has processed everything on its input and internal topics."""
+        """Wait until the groups have processed everything on their input and internal
+        topics."""
         self.barrier(topics.INPUTS, timeout)
-        internal = [wire.events_topic(self.app_id), wire.signals_topic(self.app_id)]
         deadline = time.monotonic() + timeout
-        while self.run(self._unread(internal)):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"group {self.app_id} has not processed its internal topics")
+        for group in self.groups:
+            internal = [wire.events_topic(group), wire.signals_topic(group)]
+            while self.run(self._unread(group, internal)):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"group {group} has not processed its internal topics")
 
     def barrier(self, names: Iterable[str], timeout: float) -> None:
         """Wait until the group has committed every record this client sent to `names`.
@@ -120,29 +125,31 @@ class Feeder:
             if lag == 0:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"group {self.app_id} still {lag} records behind")
+                raise TimeoutError(f"groups {self.groups} still {lag} records behind")
             time.sleep(0.05)
 
-    async def _group_view(self) -> AIOKafkaConsumer:
-        if self._offsets is None:  # in the group's name, never joining it: reads its offsets
-            self._offsets = AIOKafkaConsumer(bootstrap_servers=self.bootstrap,
-                                             group_id=self.app_id, enable_auto_commit=False,
-                                             fetch_max_wait_ms=200)
-            await self._offsets.start()
-        return self._offsets
+    async def _group_view(self, group: str) -> AIOKafkaConsumer:
+        view = self._views.get(group)
+        if view is None:  # in the group's name, never joining it: reads its offsets
+            view = self._views[group] = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=group, enable_auto_commit=False,
+                fetch_max_wait_ms=200)
+            await view.start()
+        return view
 
     async def _lag(self, wanted: dict[TopicPartition, int]) -> int:
-        view = await self._group_view()
         lag = 0
-        for tp, end in wanted.items():
-            # (the admin client's offset fetch does not parse Tansu's answer)
-            lag += max(0, end - (await view.committed(tp) or 0))
+        for group in self.groups:
+            view = await self._group_view(group)
+            for tp, end in wanted.items():
+                # (the admin client's offset fetch does not parse Tansu's answer)
+                lag += max(0, end - (await view.committed(tp) or 0))
         return lag
 
-    async def _unread(self, names: list[str]) -> bool:
+    async def _unread(self, group: str, names: list[str]) -> bool:
         """Whether any partition of `names` has records past the group's committed offset:
         found by fetching there, since the broker's end offsets cannot be trusted."""
-        view = await self._group_view()
+        view = await self._group_view(group)
         await view.topics()
         tps = [TopicPartition(t, p) for t in names for p in (view.partitions_for_topic(t) or ())]
         view.assign(tps)

@@ -16,15 +16,16 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import orjson
 
 from dunning.config.policy import Policy
 from dunning.demo import kpis
 from dunning.demo.check import Comparison, compare
-from dunning.demo.feed import Feeder
+from dunning.demo.feed import OUTPUT_TOPICS, Feeder
 from dunning.demo.simulate import simulate
 from dunning.ledger.db import database_of, embedded_url
 from dunning.rules.engine import Engine
@@ -45,13 +46,14 @@ def say(text: str = "") -> None:
 
 class WorkerProcess:
     def __init__(self, broker: EmbeddedBroker, app_id: str, url: str, policy: str | None,
-                 partitions: int, log_path: str) -> None:
+                 partitions: int, prefix: str, log_path: str) -> None:
         self.port = free_port()
         self.log = open(log_path, "wb")  # noqa: SIM115 - the worker writes it while it runs
         args = [sys.executable, "-m", "dunning.cli", "worker", "--broker", broker.url,
                 "--app-id", app_id, "--web-port", str(self.port), "--web-host", "127.0.0.1",
                 "--database-url", url, "--partitions", str(partitions),
-                "--rebalance-timeout", "2", "--session-timeout", "6", "--log-level", "warn"]
+                "--rebalance-timeout", "2", "--session-timeout", "6", "--log-level", "warn",
+                "--output-prefix", prefix]
         if policy:
             args += ["--policy", policy]
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
@@ -118,45 +120,71 @@ def progress(day: int, days: int, records: int, started: float) -> None:
         print(line, flush=True)
 
 
-def run(policy: Policy, policy_path: str | None, customers: int, days: int, seed: int,
-        data_dir: str = ".dunning", partitions: int = 4, app_id: str = "demo") -> Outcome:
+@dataclass
+class Lane:
+    """One policy's worker on the shared input: its group, output prefix, database, engine."""
+
+    name: str
+    policy: Policy
+    policy_path: str | None
+    app_id: str
+    prefix: str = ""
+    url: str = ""
+    worker: WorkerProcess | None = None
+    engine: Engine | None = None
+    expected: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run(lanes: list[Lane], customers: int, days: int, seed: int,
+        data_dir: str = ".dunning", partitions: int = 4) -> list[Outcome]:
     os.makedirs(data_dir, exist_ok=True)
     sim = simulate(seed, customers, days)
     say(f"dunning demo: {customers:,} customers over {days} days (seed {seed}), "
         f"{sim.invoices:,} invoices")
-    say("  starting the embedded broker, PostgreSQL and a worker ...")
+    say(f"  starting the embedded broker, PostgreSQL and {len(lanes)} worker"
+        f"{'s' if len(lanes) > 1 else ''} ...")
     broker = EmbeddedBroker()
-    worker = None
     feeder = None
     try:
-        url = embedded_url(data_dir, app_id)
-        asyncio.run(fresh_database(url))
-        worker = WorkerProcess(broker, app_id, url, policy_path, partitions,
-                               os.path.join(data_dir, f"{app_id}-worker.log"))
-        worker.wait_healthy()
-        feeder = Feeder(broker.bootstrap, app_id)
-        engine = Engine(policy)
-        expected: list[dict[str, Any]] = []
+        for lane in lanes:
+            lane.url = embedded_url(data_dir, lane.app_id)
+            asyncio.run(fresh_database(lane.url))
+            lane.worker = WorkerProcess(broker, lane.app_id, lane.url, lane.policy_path,
+                                        partitions, lane.prefix,
+                                        os.path.join(data_dir, f"{lane.app_id}-worker.log"))
+            lane.engine = Engine(lane.policy)
+        for lane in lanes:
+            assert lane.worker is not None
+            lane.worker.wait_healthy()
+        feeder = Feeder(broker.bootstrap, lanes[0].app_id, [lane.app_id for lane in lanes[1:]])
         records, started = 0, time.monotonic()
         for day, todays in sim.script():
-            for topic, key, value in todays:
-                expected += [c.value for c in engine.feed(topic, key, value).commands]
+            for lane in lanes:
+                assert lane.engine is not None
+                for topic, key, value in todays:
+                    lane.expected += [c.value for c in lane.engine.feed(topic, key, value).commands]
             feeder.play(todays, settle=False)
             records += len(todays)
             progress(day, days, records, started)
         feeder.settle()
         seconds = time.monotonic() - started
-        want = len({v["command_id"] for v in expected})
-        deadline = time.monotonic() + 120
-        while asyncio.run(ledger_count(url)) < want and time.monotonic() < deadline:
-            time.sleep(0.5)
-        check = compare(expected, feeder.commands())
-        return Outcome(asyncio.run(kpis.read(url)), check, records, seconds)
+        outcomes = []
+        for lane in lanes:
+            want = len({v["command_id"] for v in lane.expected})
+            deadline = time.monotonic() + 120
+            while asyncio.run(ledger_count(lane.url)) < want and time.monotonic() < deadline:
+                time.sleep(0.5)
+            emitted = [orjson.loads(r.value)
+                       for r in feeder.read([lane.prefix + t for t in OUTPUT_TOPICS])]
+            outcomes.append(Outcome(asyncio.run(kpis.read(lane.url)),
+                                    compare(lane.expected, emitted), records, seconds))
+        return outcomes
     finally:
         if feeder is not None:
             feeder.close()
-        if worker is not None:
-            worker.stop()
+        for lane in lanes:
+            if lane.worker is not None:
+                lane.worker.stop()
         broker.stop()
 
 
@@ -172,3 +200,28 @@ def report(outcome: Outcome) -> None:
     else:
         say(f"engine check FAILED: {len(c.missing)} missing, {len(c.extra)} unexpected, "
             f"{len(c.differing)} different (of {c.expected:,})")
+
+
+def report_compare(lanes: list[Lane], outcomes: list[Outcome], data_dir: str) -> str:
+    """Print the KPIs side by side, write the HTML report; returns its path."""
+    from dunning.demo import report as rep
+
+    names = [lane.name for lane in lanes]
+    say()
+    say(f"processed {outcomes[0].records:,} events through {len(lanes)} policies in "
+        f"{outcomes[0].seconds:.1f} s")
+    table = rep.side_by_side(names, [o.kpis for o in outcomes])
+    say(table)
+    for lane, o in zip(lanes, outcomes, strict=True):
+        c = o.check
+        verdict = "match the pure engine's exactly" if c.ok else (
+            f"FAILED: {len(c.missing)} missing, {len(c.extra)} unexpected, "
+            f"{len(c.differing)} different")
+        say(f"engine check, {lane.name}: {c.expected:,} commands {verdict}")
+    series = [asyncio.run(rep.daily(lane.url)) for lane in lanes]
+    path = os.path.join(data_dir, "demo-compare.html")
+    with open(path, "w") as f:
+        f.write(rep.html_report(names, [o.kpis for o in outcomes], [d for d, _ in series],
+                                [a for _, a in series], table))
+    say(f"report with charts: {path}")
+    return path

@@ -91,9 +91,12 @@ async def write(conn: Any, rows: list[tuple[Any, ...]]) -> int:
 
 class Ledger:
     def __init__(self, bootstrap: str, group: str, url: str, rebalance_timeout: float = 10.0,
-                 session_timeout: float = 30.0, invoices_changelog: str | None = None) -> None:
+                 session_timeout: float = 30.0, invoices_changelog: str | None = None,
+                 output_prefix: str = "") -> None:
         self.bootstrap = bootstrap
         self.invoices_changelog = invoices_changelog  # feeds the invoices read model
+        self.prefix = output_prefix
+        self.topics = [output_prefix + t for t in TOPICS]
         # Tansu holds a join for about the rebalance timeout: aiokafka's default (5 minutes)
         # would keep the ledger waiting that long.
         self.timeouts = {"rebalance_timeout_ms": int(rebalance_timeout * 1000),
@@ -136,7 +139,7 @@ class Ledger:
                 delay = min(delay * 2, 10.0)
 
     async def run(self) -> None:
-        topics = [*TOPICS, *([self.invoices_changelog] if self.invoices_changelog else [])]
+        topics = [*self.topics, *([self.invoices_changelog] if self.invoices_changelog else [])]
         consumer = AIOKafkaConsumer(*topics, bootstrap_servers=self.bootstrap,
                                     group_id=self.group, enable_auto_commit=False,
                                     auto_offset_reset="earliest", max_poll_records=5000,
@@ -154,7 +157,7 @@ class Ledger:
                                 if r.key.startswith(INVOICE) and r.value is not None:
                                     invoices[r.key] = invoice_row(r.value)
                             else:
-                                rows.append(row(tp.topic, r.value))
+                                rows.append(row(tp.topic.removeprefix(self.prefix), r.value))
                         except (ValueError, KeyError, TypeError, AttributeError) as exc:
                             # Not a command of ours: nothing to record, and no reason to stop.
                             log.warning("ledger: skipped %s@%d:%d: %r", tp.topic,

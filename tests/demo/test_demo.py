@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import re
 import subprocess
 import sys
@@ -33,3 +34,23 @@ def test_the_simulation_is_reproducible():
     a, b = simulate(3, 100, 40), simulate(3, 100, 40)
     assert list(a.script()) == list(b.script())
     assert list(a.script()) != list(simulate(4, 100, 40).script())
+
+
+def test_compare_runs_two_policies_side_by_side_and_writes_the_report(tmp_path):
+    config = pathlib.Path(__file__).resolve().parents[2] / "config"
+    done = subprocess.run(
+        [sys.executable, "-m", "dunning.cli", "demo", "--customers", "150", "--days", "30",
+         "--compare", str(config / "standard.toml"), str(config / "strict.toml")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    header = next(line for line in out.splitlines() if "standard" in line and "strict" in line)
+    assert header.index("standard") < header.index("strict")
+    reminders = next(line for line in out.splitlines() if "reminders and notices" in line)
+    standard, strict = (int(v.replace(",", "")) for v in reminders.split()[-2:])
+    assert strict > standard  # weekly reminders and two due-soon notices
+    assert "engine check, standard:" in out and "engine check, strict:" in out
+    assert out.count("match the pure engine's exactly") == 2
+    page = (tmp_path / ".dunning" / "demo-compare.html").read_text()
+    assert page.count("<polyline") == 4  # debt and actions, for each policy
+    assert "Outstanding debt" in page and "Collection actions per day" in page

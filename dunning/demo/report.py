@@ -1,0 +1,114 @@
+"""The what-if report of `dunning demo --compare`: KPIs side by side, and an HTML page with
+charts of outstanding debt and actions per day for each policy (inline SVG, no dependencies)."""
+
+from __future__ import annotations
+
+import html
+from collections import defaultdict
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import asyncpg
+
+from dunning.demo.kpis import Kpis
+
+Series = dict[str, float]  # day (YYYY-MM-DD) -> value
+COLOURS = ("#1f77b4", "#d62728")
+OPEN = ("unpaid", "partially_paid", "overdue")
+
+
+async def daily(url: str) -> tuple[Series, Series]:
+    """(outstanding debt at the end of each day, collection actions taken each day)."""
+    conn = await asyncpg.connect(url)
+    try:
+        statuses = await conn.fetch(
+            "SELECT invoice_id, issued_at, record->>'status' AS status,"
+            " (record->>'amount_due')::numeric AS due FROM command_log"
+            " WHERE type = 'invoice.status' ORDER BY issued_at, recorded_at")
+        actions = await conn.fetch(
+            "SELECT to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, count(*) AS n"
+            " FROM command_log WHERE type <> 'invoice.status' GROUP BY 1 ORDER BY 1")
+    finally:
+        await conn.close()
+    debt: Series = {}
+    open_due: dict[str, Decimal] = {}
+    by_day: dict[str, list[asyncpg.Record]] = defaultdict(list)
+    for r in statuses:
+        by_day[r["issued_at"].astimezone(UTC).strftime("%Y-%m-%d")].append(r)
+    for day in sorted(by_day):
+        for r in by_day[day]:
+            if r["status"] in OPEN:
+                open_due[r["invoice_id"]] = r["due"]
+            else:
+                open_due.pop(r["invoice_id"], None)
+        debt[day] = float(sum(open_due.values(), Decimal(0)))
+    return debt, {r["day"]: float(r["n"]) for r in actions}
+
+
+def side_by_side(names: list[str], results: list[Kpis]) -> str:
+    rows = [
+        ("invoices paid", lambda k: f"{k.invoices.get('paid', 0):,}"),
+        ("invoices overdue", lambda k: f"{k.invoices.get('overdue', 0):,}"),
+        ("invoices cancelled", lambda k: f"{k.invoices.get('cancelled', 0):,}"),
+        ("collection rate", lambda k: f"{k.collection_rate:.1%}"),
+        ("debt outstanding", lambda k: f"{k.outstanding:,.2f}"),
+        ("days to pay (DSO)", lambda k: "n/a" if k.dso_days is None else f"{k.dso_days:.1f}"),
+        ("subjects suspended", lambda k: f"{k.suspended:,}"),
+        ("subjects deleted", lambda k: f"{k.deleted:,}"),
+        ("reminders and notices", lambda k: f"{sum(n for t, n in k.commands.items() if t.startswith('notify.')):,}"),  # noqa: E501
+        ("provisioning commands", lambda k: f"{sum(n for t, n in k.commands.items() if t.startswith('service.')):,}"),  # noqa: E501
+        ("late fees", lambda k: f"{k.commands.get('invoice.late_fee', 0):,}"),
+    ]
+    width = max(len(r[0]) for r in rows) + 2
+    cols = [max(len(n), 16) for n in names]
+    lines = [" " * width + "  ".join(n.rjust(c) for n, c in zip(names, cols, strict=True))]
+    for label, cell in rows:
+        lines.append(label.ljust(width) + "  ".join(
+            cell(k).rjust(c) for k, c in zip(results, cols, strict=True)))
+    return "\n".join("  " + line for line in lines)
+
+
+def _chart(title: str, series: list[tuple[str, Series]], unit: str) -> str:
+    days = sorted({d for _, s in series for d in s})
+    if not days:
+        return f"<h2>{html.escape(title)}</h2><p>nothing to show</p>"
+    top = max((v for _, s in series for v in s.values()), default=1.0) or 1.0
+    w, h, pad = 760, 260, 50
+    x = {d: pad + i * (w - 2 * pad) / max(1, len(days) - 1) for i, d in enumerate(days)}
+
+    def y(v: float) -> float:
+        return h - pad + 10 - (v / top) * (h - 2 * pad)
+
+    parts = [f'<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">',
+             f'<line x1="{pad}" y1="{h - pad + 10}" x2="{w - pad}" y2="{h - pad + 10}" '
+             'stroke="#999"/>',
+             f'<text x="{pad}" y="{h - 15}" font-size="11">{days[0]}</text>',
+             f'<text x="{w - pad - 60}" y="{h - 15}" font-size="11">{days[-1]}</text>',
+             f'<text x="5" y="{pad}" font-size="11">{top:,.0f} {html.escape(unit)}</text>']
+    for n, (name, s) in enumerate(series):
+        points = " ".join(f"{x[d]:.1f},{y(s.get(d, 0.0)):.1f}" for d in days)
+        colour = COLOURS[n % len(COLOURS)]
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
+                     f'points="{points}"/>')
+        parts.append(f'<text x="{w - 200}" y="{20 + 16 * n}" fill="{colour}" '
+                     f'font-size="13">{html.escape(name)}</text>')
+    parts.append("</svg>")
+    return f"<h2>{html.escape(title)}</h2>" + "".join(parts)
+
+
+def html_report(names: list[str], results: list[Kpis], debts: list[Series],
+                actions: list[Series], table: str) -> str:
+    made = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return "\n".join([
+        "<!doctype html><html><head><meta charset='utf-8'><title>dunning: policy what-if"
+        "</title><style>body{font-family:sans-serif;margin:2em}pre{background:#f6f6f6;"
+        "padding:1em}</style></head><body>",
+        f"<h1>dunning: {' vs '.join(html.escape(n) for n in names)}</h1>",
+        f"<p>Same simulated input through each policy (made {made}).</p>",
+        f"<pre>{html.escape(table)}</pre>",
+        _chart("Outstanding debt at the end of each day", list(zip(names, debts, strict=True)),
+               "USD"),
+        _chart("Collection actions per day (notices, provisioning, charges, fees)",
+               list(zip(names, actions, strict=True)), "actions"),
+        "</body></html>",
+    ])
