@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
+import time
 
 from dunning.demo.simulate import simulate
 
@@ -54,3 +57,25 @@ def test_compare_runs_two_policies_side_by_side_and_writes_the_report(tmp_path):
     page = (tmp_path / ".dunning" / "demo-compare.html").read_text()
     assert page.count("<polyline") == 4  # debt and actions, for each policy
     assert "Outstanding debt" in page and "Collection actions per day" in page
+
+
+def test_ctrl_c_stops_everything_the_demo_started(tmp_path):
+    demo = subprocess.Popen(
+        [sys.executable, "-u", "-m", "dunning.cli", "demo", "--customers", "300", "--days", "90"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)  # its own process group, as a terminal's foreground job
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            if "day  10/90" in line:
+                break
+        os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C sends
+        rest = demo.communicate(timeout=120)[0]
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+    assert demo.returncode == 130, rest
+    assert "everything it started is stopped too" in rest
+    time.sleep(1)
+    left = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(tmp_path) not in left  # no worker, broker log or PostgreSQL left behind
