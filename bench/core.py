@@ -64,20 +64,23 @@ def progress(label: str, done: int, total: int) -> None:
               flush=True)
 
 
-def billing_run(invoices: int, days: int) -> list[tuple[str, bytes, bytes]]:
+def billing_run(invoices: int, days: int, tick_days: int = 1) -> list[tuple[str, bytes, bytes]]:
     """Invoices issued over the first days; most paid on time, some late, in part or never
-    (as in a telecom billing run); a quarter sold through a reseller; daily ticks."""
+    (as in a telecom billing run); a quarter sold through a reseller; a tick every
+    `tick_days` days."""
     records: list[tuple[int, str, bytes, bytes]] = []
     for i in range(invoices):
         iid = f"inv-{i}"
         issued = START + (i % 5) * DAY
         key = iid.encode()
         amount = 50 + (i % 97)
+        customer = i % (invoices // 2 + 1)  # most customers have two invoices
         records.append((issued, topics.INVOICES, key, orjson.dumps({
             "type": "invoice.issued", "event_id": f"i-{i}", "invoice_id": iid,
-            "customer_id": f"c-{i % (invoices // 2 + 1)}", "amount": f"{amount}.00",
+            "customer_id": f"c-{customer}", "amount": f"{amount}.00",
             "currency": "USD", "issued_at": format_time(issued),
-            **({"reseller_id": f"r-{i % 7}"} if i % 4 == 0 else {}),
+            # A customer's reseller is the customer's, on each of its invoices.
+            **({"reseller_id": f"r-{customer % 7}"} if customer % 4 == 0 else {}),
         })))
         fate = (0, 0, 0, 0, 0, 0, 1, 1, 2, 3)[i % 10]  # on time, late in two parts, part, never
         if fate == 0:
@@ -89,7 +92,7 @@ def billing_run(invoices: int, days: int) -> list[tuple[str, bytes, bytes]]:
             if fate == 1:
                 records.append((issued + 40 * DAY, topics.PAYMENTS, key,
                                 _payment(i, 1, iid, f"{amount - 20}.00")))
-    for d in range(days + 1):
+    for d in range(0, days + 1, tick_days):
         now = START + d * DAY
         records.append((now, topics.CLOCK, b"", orjson.dumps({
             "type": "clock.tick", "event_id": f"t-{d}", "now": format_time(now)})))
