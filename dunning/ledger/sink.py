@@ -149,23 +149,35 @@ class Ledger:
             while True:
                 batch = await consumer.getmany(timeout_ms=1000)
                 rows = []
-                invoices: dict[bytes, tuple[Any, ...]] = {}  # the newest state of each
+                # The newest state of each invoice, decoded once the batch has superseded
+                # the older ones (an invoice is often written several times in a batch).
+                states: dict[bytes, Any] = {}
                 for tp, records in batch.items():
+                    if tp.topic == self.invoices_changelog:
+                        for r in records:
+                            if r.key is not None and r.key.startswith(INVOICE) and r.value:
+                                states[r.key] = (tp, r)
+                        continue
+                    topic = tp.topic.removeprefix(self.prefix)
                     for r in records:
                         try:
-                            if tp.topic == self.invoices_changelog:
-                                if r.key.startswith(INVOICE) and r.value is not None:
-                                    invoices[r.key] = invoice_row(r.value)
-                            else:
-                                rows.append(row(tp.topic.removeprefix(self.prefix), r.value))
+                            rows.append(row(topic, r.value))
                         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                            # Not a command of ours: nothing to record, and no reason to stop.
-                            log.warning("ledger: skipped %s@%d:%d: %r", tp.topic,
-                                        tp.partition, r.offset, exc)
+                            _skipped(tp, r, exc)  # not a command of ours: no reason to stop
+                invoices = []
+                for tp, r in states.values():
+                    try:
+                        invoices.append(invoice_row(r.value))
+                    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                        _skipped(tp, r, exc)
                 if rows or invoices:
-                    await self.record(rows, list(invoices.values()))
+                    await self.record(rows, invoices)
                     await consumer.commit()
         finally:
             await consumer.stop()
             if self._conn is not None:
                 await self._conn.close()
+
+
+def _skipped(tp: Any, r: Any, exc: Exception) -> None:
+    log.warning("ledger: skipped %s@%d:%d: %r", tp.topic, tp.partition, r.offset, exc)

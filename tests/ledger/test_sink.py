@@ -11,9 +11,13 @@ import time
 import asyncpg
 import orjson
 
+from dunning.config.policy import parse_policy
 from dunning.ledger.db import migrate, migrations
 from dunning.ledger.sink import Ledger, row, write
+from dunning.rules.engine import Engine
 from dunning.streams import topics
+from dunning.tables.partitions import INVOICE
+from dunning.tables.state import encode_invoice
 from tests.agents.kafka import Broker, Client
 from tests.conftest import query
 
@@ -148,3 +152,40 @@ def test_workers_starting_together_migrate_once(database):
 
     results = asyncio.run(go())
     assert sorted(map(len, results)) == [0, 0, 0, len(migrations())]
+
+
+def test_the_read_model_keeps_the_newest_state_and_skips_what_is_not_ours(database):
+    """Several states of one invoice in one fetch: only the newest is written (and decoded);
+    a record that is not an invoice state, or not a command, is skipped without stopping."""
+    engine = Engine(parse_policy("[defaults]\nterms_days = 30\n", "test"))
+    engine.feed(topics.INVOICES, b"inv-1", orjson.dumps({
+        "type": "invoice.issued", "event_id": "e-1", "invoice_id": "inv-1",
+        "customer_id": "c-1", "amount": "100.00", "currency": "USD",
+        "issued_at": "2026-01-01T00:00:00Z"}))
+    issued = encode_invoice(engine.invoices["inv-1"])
+    engine.feed(topics.PAYMENTS, b"inv-1", orjson.dumps({
+        "type": "payment.applied", "event_id": "e-2", "invoice_id": "inv-1",
+        "payment_id": "p-1", "amount": "40.00", "currency": "USD"}))
+    paid_in_part = encode_invoice(engine.invoices["inv-1"])
+    changelog = "app-invoices-changelog"
+    broker = Broker()
+    client = Client(broker, "unused")
+    try:
+        client.send([(changelog, INVOICE + b"inv-1", issued),
+                     (changelog, INVOICE + b"inv-2", b"[1, \"not a state\"]"),
+                     (changelog, INVOICE + b"inv-1", paid_in_part),
+                     (topics.BILLING, b"k", b"{\"not\": \"a command\"}"),
+                     (topics.BILLING, b"k", orjson.dumps(command(1, "invoice.status")))])
+        ledger = Ledger(broker.bootstrap, "app-ledger", database, invoices_changelog=changelog)
+        thread, loop = run_ledger(ledger)
+        try:
+            wait_for(lambda: ledger.recorded == 1)
+            wait_for(lambda: query(database, "SELECT count(*) AS n FROM invoices")[0]["n"])
+        finally:
+            stop_ledger(thread, loop)
+        rows = query(database, "SELECT invoice_id, status, amount_paid, amount_due FROM invoices")
+        assert [(r["invoice_id"], r["status"], str(r["amount_paid"]), str(r["amount_due"]))
+                for r in rows] == [("inv-1", "partially_paid", "40.00", "60.00")]
+    finally:
+        client.close()
+        broker.stop()
