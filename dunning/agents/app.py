@@ -21,6 +21,7 @@ from faust.web.exceptions import ServiceUnavailable
 from prometheus_client import generate_latest
 
 from dunning.agents.batches import BatchHandler, BatchTransport
+from dunning.agents.gate import TickGate
 from dunning.agents.invoices import InvoiceAgent
 from dunning.agents.metrics import Metrics, Snapshot
 from dunning.agents.sequencer import Sequencer
@@ -107,7 +108,13 @@ def build_app(settings: Settings, policy: Policy, partitions: int,
     subjects = app.Table("subjects", partitions=partitions, key_type=bytes, value_type=bytes)
     producer = app.producer
     prefix = settings.output_prefix
-    sequencer = Sequencer(producer, settings.app_id, partitions, metrics, prefix)
+    gate = TickGate(settings.bootstrap, settings.app_id)
+    sequencer = Sequencer(producer, settings.app_id, partitions, metrics, prefix, gate)
+
+    @app.on_before_shutdown.connect
+    async def close_gate(sender: Any, **kwargs: Any) -> None:
+        await gate.close()
+
     def ready() -> bool:
         return bool(app.tables_ready)  # type: ignore[attr-defined]
 

@@ -26,6 +26,8 @@ from dunning.tables.partitions import apply_rows
 Batch = dict[TP, list[Any]]  # aiokafka ConsumerRecords of one fetch, by partition
 # A handler works through a batch and sends its output; what it returns finishes the batch
 # (flush, then state), after which the consumer commits. Finishing overlaps the next batch.
+# A handler that must leave a partition's records for later puts the ones it took (a prefix)
+# in batch[tp]: the consumer commits those, and reads the rest again.
 Finish = Callable[[], Awaitable[None]]
 BatchHandler = Callable[[Batch], Awaitable[Finish]]
 IN_FLIGHT = 2  # batches finishing while the next is worked on
@@ -177,6 +179,11 @@ class BatchConsumer(driver.Consumer):
         # Flushes the producer first; drops partitions revoked meanwhile.
         await self._commit_offsets(offsets)
 
+    async def _retake(self, tp: TP, offset: int) -> None:
+        """Read `tp` again from `offset`: a handler left those records (a tick that waits for
+        the other inputs). They come back with the next fetch; the handler decides again."""
+        await self.seek(tp, offset)
+
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - Faust's loop
         handlers: dict[str, BatchHandler] = self.app.batch_handlers  # type: ignore[attr-defined]
         callback = self.callback
@@ -211,11 +218,16 @@ class BatchConsumer(driver.Consumer):
                     else:
                         batches.setdefault(handler, {})[tp] = recs
                 for handler, batch in batches.items():
+                    given = dict(batch)
                     try:
                         finish = await handler(batch)
                     except Abandon:
                         continue
-                    offsets = {tp: recs[-1].offset + 1 for tp, recs in batch.items()}
+                    offsets = {tp: recs[-1].offset + 1 for tp, recs in batch.items() if recs}
+                    for tp, recs in given.items():
+                        taken = len(batch.get(tp) or ())
+                        if taken < len(recs):
+                            await self._retake(tp, recs[taken].offset)
                     while finishing and (finishing[0].done() or len(finishing) >= IN_FLIGHT):
                         await finishing.popleft()  # raises what failed: the worker stops
                     previous = finishing[-1] if finishing else None

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from dunning.agents.batches import Batch, Finish, Outbox
+from dunning.agents.gate import TickGate
 from dunning.agents.metrics import Metrics
 from dunning.rules import model as m
 from dunning.streams import records as wire
@@ -24,8 +25,9 @@ from dunning.streams.topics import CLOCK, DEADLETTER
 
 class Sequencer:
     def __init__(self, producer: Any, app_id: str, partitions: int, metrics: Metrics,
-                 output_prefix: str = "") -> None:
+                 output_prefix: str = "", gate: TickGate | None = None) -> None:
         self.out = Outbox(producer, output_prefix)
+        self.gate = gate  # holds each tick until the input records before it are forwarded
         self.topic = wire.events_topic(app_id)
         self.partitions = partitions
         self.metrics = metrics
@@ -33,9 +35,18 @@ class Sequencer:
     async def handle(self, batch: Batch) -> Finish:
         send, topic, n = self.out.send, self.topic, self.partitions
         dead: Counter[tuple[str, str, str]] = Counter()
-        for tp, records in batch.items():
+        # The other inputs before the ticks: on every events partition, a batch's invoices
+        # and payments then come before a tick read with them.
+        for tp, records in sorted(batch.items(), key=lambda item: item[0].topic == CLOCK):
             source_topic = tp.topic
-            for r in records:
+            for i, r in enumerate(records):
+                if source_topic == CLOCK:
+                    if self.gate is not None and _is_tick(r.value) and not await self.gate.open(
+                            tp, r.offset):
+                        batch[tp] = records[:i]  # the rest is read again later
+                        break
+                elif self.gate is not None:
+                    self.gate.took(source_topic, tp.partition, r.offset)
                 headers = wire.forward_headers(source_topic, tp.partition, r.offset, r.key,
                                                r.headers)
                 iid = _invoice_id(source_topic, r.value)
@@ -76,3 +87,12 @@ def _invoice_id(topic: str, value: bytes | None) -> str | None:
     if isinstance(iid, str) and iid and len(iid) <= MAX_ID_CHARS:
         return iid
     return None
+
+
+def _is_tick(value: bytes | None) -> bool:
+    """Whether a clock record is a tick to gate (anything else there is dead-lettered)."""
+    try:
+        doc = orjson.loads(value) if value is not None else None
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(doc, dict) and doc.get("type") == "clock.tick"
