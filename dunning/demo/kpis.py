@@ -1,8 +1,14 @@
-"""What a collections manager reads at the end of a cycle, from the worker's ledger."""
+"""What a collections manager reads at the end of a cycle, from the worker's ledger.
+
+Definitions: money is of the invoices not cancelled; the collection rate is collected over
+billed, and also over what was billed on invoices due by the end; DSO is debt outstanding over
+billed times the period's days; days to pay is the average, over the invoices paid in full,
+of the days from issue to the day they were paid."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -13,21 +19,39 @@ from dunning.rules.times import DAY, parse_time
 
 @dataclass
 class Kpis:
+    """Money is of the invoices not cancelled: billed - collected = outstanding, unless some
+    invoice was overpaid."""
+
     invoices: dict[str, int]  # by final status
     commands: dict[str, int]  # by type
     billed: Decimal
     collected: Decimal
     outstanding: Decimal  # still due on invoices not paid or cancelled
-    dso_days: float | None  # average days from issue to paid in full
+    overdue: Decimal  # the part of it on invoices past their due date
+    billed_due: Decimal  # billed on invoices due by the end of the period
+    collected_due: Decimal  # collected on those
+    days_to_pay: float | None  # average days from issue to paid in full, of paid invoices
+    period_days: int  # the days the figures cover (for DSO)
     suspended: int  # subjects whose last word was a suspension
     deleted: int
 
     @property
-    def collection_rate(self) -> float:
-        return float(self.collected / self.billed) if self.billed else 0.0
+    def collection_rate(self) -> float | None:
+        return float(self.collected / self.billed) if self.billed else None
+
+    @property
+    def collection_rate_due(self) -> float | None:
+        """Of the invoices already due: what the policy could have collected."""
+        return float(self.collected_due / self.billed_due) if self.billed_due else None
+
+    @property
+    def dso_days(self) -> float | None:
+        """Days sales outstanding: debt outstanding over billing, times the period's days."""
+        return float(self.outstanding / self.billed) * self.period_days if self.billed else None
 
 
-async def read(url: str) -> Kpis:
+async def read(url: str, period_days: int, end: int) -> Kpis:
+    """The figures of a period of `period_days` days ending at logical time `end`."""
     conn = await asyncpg.connect(url)
     try:
         statuses = {r["status"]: r["n"] for r in await conn.fetch(
@@ -36,8 +60,11 @@ async def read(url: str) -> Kpis:
             "SELECT type, count(*) AS n FROM command_log GROUP BY type ORDER BY type")}
         money = await conn.fetchrow(
             "SELECT coalesce(sum(amount), 0) AS billed, coalesce(sum(amount_paid), 0) AS paid,"
-            " coalesce(sum(amount_due) FILTER (WHERE status NOT IN ('paid', 'cancelled')), 0)"
-            " AS due FROM invoices")
+            " coalesce(sum(amount_due) FILTER (WHERE status <> 'paid'), 0) AS due,"
+            " coalesce(sum(amount_due) FILTER (WHERE status = 'overdue'), 0) AS overdue,"
+            " coalesce(sum(amount) FILTER (WHERE due_at <= $1), 0) AS billed_due,"
+            " coalesce(sum(amount_paid) FILTER (WHERE due_at <= $1), 0) AS paid_due"
+            " FROM invoices WHERE status <> 'cancelled'", datetime.fromtimestamp(end, UTC))
         paid = await conn.fetch(
             "SELECT i.state->>'issued_at' AS issued, min(c.record->>'issued_at') AS paid_at"
             " FROM invoices i JOIN command_log c ON c.invoice_id = i.invoice_id"
@@ -46,17 +73,27 @@ async def read(url: str) -> Kpis:
         last = await conn.fetch(
             "SELECT DISTINCT ON (subject_kind, subject_id) type FROM command_log"
             " WHERE subject_kind IS NOT NULL AND type LIKE 'service.%'"
-            " ORDER BY subject_kind, subject_id, issued_at DESC, recorded_at DESC")
+            # The newest by logical time; on one instant, the later on the topic.
+            " ORDER BY subject_kind, subject_id, issued_at DESC, source_offset DESC")
     finally:
         await conn.close()
     days = [(parse_time(r["paid_at"]) - parse_time(r["issued"])) / DAY for r in paid]
     finals = [r["type"] for r in last]
     return Kpis(
         invoices=statuses, commands=commands, billed=money["billed"],
-        collected=money["paid"], outstanding=money["due"],
-        dso_days=sum(days) / len(days) if days else None,
+        collected=money["paid"], outstanding=money["due"], overdue=money["overdue"],
+        billed_due=money["billed_due"], collected_due=money["paid_due"],
+        days_to_pay=sum(days) / len(days) if days else None, period_days=period_days,
         suspended=finals.count("service.suspend"), deleted=finals.count("service.delete"),
     )
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _days(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} days"
 
 
 def render(k: Kpis, title: str = "") -> str:
@@ -65,16 +102,25 @@ def render(k: Kpis, title: str = "") -> str:
     lines.append(f"  invoices: {total:,}   " + "   ".join(
         f"{status} {n:,}" for status, n in sorted(k.invoices.items())))
     lines.append(f"  billed {k.billed:,.2f}   collected {k.collected:,.2f}"
-                 f"   collection rate {k.collection_rate:.1%}")
-    dso = "n/a" if k.dso_days is None else f"{k.dso_days:.1f} days"
-    lines.append(f"  debt outstanding {k.outstanding:,.2f}   days to pay (DSO) {dso}")
+                 "   (cancelled invoices aside)")
+    lines.append(f"  collection rate {_rate(k.collection_rate)}, of what is due "
+                 f"{_rate(k.collection_rate_due)}")
+    lines.append(f"  debt outstanding {k.outstanding:,.2f}, of it overdue {k.overdue:,.2f}")
+    lines.append(f"  DSO {_days(k.dso_days)}   days to pay {_days(k.days_to_pay)}"
+                 " (paid invoices, issue to paid)")
     lines.append(f"  subjects suspended at the end {k.suspended:,}   deleted {k.deleted:,}")
     lines.append("  commands: " + ", ".join(f"{t} {n:,}" for t, n in sorted(k.commands.items())))
     return "\n".join(lines)
 
 
 def as_dict(k: Kpis) -> dict[str, Any]:
+    def rounded(value: float | None, digits: int) -> float | None:
+        return None if value is None else round(value, digits)
+
     return {"invoices": k.invoices, "commands": k.commands, "billed": str(k.billed),
-            "collected": str(k.collected), "collection_rate": round(k.collection_rate, 4),
-            "outstanding": str(k.outstanding), "dso_days": k.dso_days,
+            "collected": str(k.collected),
+            "collection_rate": rounded(k.collection_rate, 4),
+            "collection_rate_of_due": rounded(k.collection_rate_due, 4),
+            "outstanding": str(k.outstanding), "overdue": str(k.overdue),
+            "dso_days": rounded(k.dso_days, 1), "days_to_pay": rounded(k.days_to_pay, 1),
             "suspended_subjects": k.suspended, "deleted_subjects": k.deleted}

@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -26,9 +27,10 @@ from dunning.config.policy import Policy
 from dunning.demo import kpis
 from dunning.demo.check import Comparison, compare
 from dunning.demo.feed import OUTPUT_TOPICS, Feeder
-from dunning.demo.simulate import simulate
+from dunning.demo.simulate import START, simulate
 from dunning.ledger.db import database_of, embedded_url
 from dunning.rules.engine import Engine
+from dunning.rules.times import DAY, format_time
 from dunning.streams.broker import EmbeddedBroker, free_port
 
 
@@ -105,6 +107,32 @@ async def ledger_count(url: str) -> int:
         await conn.close()
 
 
+async def read_model(url: str) -> dict[str, tuple[str, Decimal]]:
+    conn = await asyncpg.connect(url)
+    try:
+        return {r["invoice_id"]: (r["status"], r["amount_due"]) for r in await conn.fetch(
+            "SELECT invoice_id, status, amount_due FROM invoices")}
+    except asyncpg.UndefinedTableError:
+        return {}
+    finally:
+        await conn.close()
+
+
+def caught_up(url: str, commands: int, invoices: dict[str, tuple[str, Decimal]],
+              timeout: float = 120) -> None:
+    """Wait until the ledger holds every command and its invoices table the engine's final
+    state of every invoice: the KPIs are read from both."""
+    deadline = time.monotonic() + timeout
+    while True:
+        have = asyncio.run(ledger_count(url))
+        if have >= commands and asyncio.run(read_model(url)) == invoices:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the ledger did not catch up in {timeout:.0f} s: {have:,} of "
+                               f"{commands:,} commands, or invoices not in their final state")
+        time.sleep(0.5)
+
+
 def progress(day: int, days: int, records: int, started: float) -> None:
     """A bar with the logical day and events/s: redrawn in a terminal, every tenth day in a
     log."""
@@ -133,6 +161,15 @@ class Lane:
     worker: WorkerProcess | None = None
     engine: Engine | None = None
     expected: list[dict[str, Any]] = field(default_factory=list)
+    debt: dict[str, float] = field(default_factory=dict)  # day -> outstanding at its end
+
+    def note_day(self, day: int) -> None:
+        """The debt outstanding at the end of `day`, from the engine (the chart's source:
+        the engine check shows the worker's commands are the engine's)."""
+        assert self.engine is not None
+        self.debt[format_time(START + day * DAY)[:10]] = float(sum(
+            (inv.due for inv in self.engine.invoices.values()
+             if inv.status != "cancelled" and inv.due > 0), Decimal(0)))
 
 
 def run(lanes: list[Lane], customers: int, days: int, seed: int,
@@ -163,6 +200,7 @@ def run(lanes: list[Lane], customers: int, days: int, seed: int,
                 assert lane.engine is not None
                 for topic, key, value in todays:
                     lane.expected += [c.value for c in lane.engine.feed(topic, key, value).commands]
+                lane.note_day(day)
             feeder.play(todays, settle=False)
             records += len(todays)
             progress(day, days, records, started)
@@ -170,13 +208,14 @@ def run(lanes: list[Lane], customers: int, days: int, seed: int,
         seconds = time.monotonic() - started
         outcomes = []
         for lane in lanes:
+            assert lane.engine is not None
             want = len({v["command_id"] for v in lane.expected})
-            deadline = time.monotonic() + 120
-            while asyncio.run(ledger_count(lane.url)) < want and time.monotonic() < deadline:
-                time.sleep(0.5)
+            final = {iid: (inv.status, inv.due) for iid, inv in lane.engine.invoices.items()}
+            caught_up(lane.url, want, final)
             emitted = [orjson.loads(r.value)
                        for r in feeder.read([lane.prefix + t for t in OUTPUT_TOPICS])]
-            outcomes.append(Outcome(asyncio.run(kpis.read(lane.url)),
+            end = START + (days - 1) * DAY  # the last day's tick
+            outcomes.append(Outcome(asyncio.run(kpis.read(lane.url, days, end)),
                                     compare(lane.expected, emitted), records, seconds))
         return outcomes
     finally:
@@ -218,10 +257,10 @@ def report_compare(lanes: list[Lane], outcomes: list[Outcome], data_dir: str) ->
             f"FAILED: {len(c.missing)} missing, {len(c.extra)} unexpected, "
             f"{len(c.differing)} different")
         say(f"engine check, {lane.name}: {c.expected:,} commands {verdict}")
-    series = [asyncio.run(rep.daily(lane.url)) for lane in lanes]
+    actions = [asyncio.run(rep.actions_per_day(lane.url)) for lane in lanes]
     path = os.path.join(data_dir, "demo-compare.html")
     with open(path, "w") as f:
-        f.write(rep.html_report(names, [o.kpis for o in outcomes], [d for d, _ in series],
-                                [a for _, a in series], table))
+        f.write(rep.html_report(names, [o.kpis for o in outcomes],
+                                [lane.debt for lane in lanes], actions, table))
     say(f"report with charts: {path}")
     return path

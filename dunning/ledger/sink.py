@@ -28,7 +28,7 @@ from dunning.tables.state import decode_invoice, invoice_view
 log = logging.getLogger("dunning.ledger")
 TOPICS = (NOTIFICATIONS, PROVISIONING, BILLING)
 COLUMNS = ("command_id", "type", "topic", "subject_kind", "subject_id", "invoice_id",
-           "causation_id", "issued_at", "record")
+           "causation_id", "issued_at", "record", "source_partition", "source_offset")
 # Errors after which the batch is worth retrying on a fresh connection.
 RETRY = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
          asyncpg.CannotConnectNowError, asyncio.TimeoutError)
@@ -68,12 +68,14 @@ async def write_invoices(conn: Any, rows: list[tuple[Any, ...]]) -> None:
             f" ON CONFLICT (invoice_id) DO UPDATE SET {updates}, updated_at = now()")
 
 
-def row(topic: str, value: bytes) -> tuple[Any, ...]:
+def row(topic: str, value: bytes, partition: int | None = None,
+        offset: int | None = None) -> tuple[Any, ...]:
     doc = orjson.loads(value)
     subject = doc.get("subject") or {}
     return (doc["command_id"], doc["type"], topic, subject.get("kind"), subject.get("id"),
             doc.get("invoice_id"), doc["causation_id"],
-            datetime.fromtimestamp(parse_time(doc["issued_at"]), UTC), value.decode())
+            datetime.fromtimestamp(parse_time(doc["issued_at"]), UTC), value.decode(),
+            partition, offset)
 
 
 async def write(conn: Any, rows: list[tuple[Any, ...]]) -> int:
@@ -161,7 +163,7 @@ class Ledger:
                     topic = tp.topic.removeprefix(self.prefix)
                     for r in records:
                         try:
-                            rows.append(row(topic, r.value))
+                            rows.append(row(topic, r.value, tp.partition, r.offset))
                         except (ValueError, KeyError, TypeError, AttributeError) as exc:
                             _skipped(tp, r, exc)  # not a command of ours: no reason to stop
                 invoices = []

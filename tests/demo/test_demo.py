@@ -24,7 +24,8 @@ def test_a_small_demo_runs_end_to_end_and_matches_the_engine(tmp_path):
     assert re.search(r"engine check: the worker's [\d,]+ commands match the pure engine's", out)
     invoices = int(re.search(r"invoices: ([\d,]+)", out).group(1).replace(",", ""))
     assert invoices == simulate(7, 200, 35).invoices
-    for kpi in ("collection rate", "debt outstanding", "days to pay (DSO)",
+    for kpi in ("collection rate", "of what is due", "debt outstanding", "overdue", "DSO",
+                "days to pay", "(paid invoices, issue to paid)",
                 "subjects suspended at the end", "commands: "):
         assert kpi in out
     assert "service.suspend" in out  # five weeks is long enough for someone to be suspended
