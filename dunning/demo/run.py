@@ -1,7 +1,7 @@
 """`dunning demo`: a billing cycle end to end on embedded defaults.
 
 Starts the embedded broker and PostgreSQL and a worker, feeds it a simulated customer base day
-by day (a tick, then the day's invoices, requests and payments), runs the pure engine on the
+by day (a tick, then the day's invoices, payments and requests), runs the pure engine on the
 same input alongside, and at the end prints the collection KPIs from the worker's ledger and
 whether the worker's commands are the engine's. Everything it started is stopped at the end,
 also on Ctrl-C.

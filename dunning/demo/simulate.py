@@ -43,12 +43,13 @@ class Simulation:
     invoices: int = 0
 
     def script(self) -> Iterator[tuple[int, list[Record]]]:
-        """(day, the day's records: its tick first, then invoices, requests, payments)."""
+        """(day, the day's records: its tick first, then invoices, payments, requests: a
+        system invoice's request completes once the payment it waits for is in)."""
         for day in range(self.days):
             now = format_time(START + day * DAY)
             tick = (topics.CLOCK, None, orjson.dumps(
                 {"type": "clock.tick", "event_id": f"tick-{now}", "now": now}))
-            order = {topics.INVOICES: 0, topics.REQUESTS: 1, topics.PAYMENTS: 2}
+            order = {topics.INVOICES: 0, topics.PAYMENTS: 1, topics.REQUESTS: 2}
             yield day, [tick, *sorted(self.plan.get(day, ()), key=lambda r: order[r[0]])]
 
 
