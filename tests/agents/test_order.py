@@ -8,6 +8,7 @@ from collections import Counter
 from typing import Any
 
 import orjson
+import pytest
 
 from dunning.config.policy import parse_policy
 from dunning.demo.check import compare
@@ -43,7 +44,11 @@ def backlog() -> list[tuple[str, bytes | None, bytes]]:
     return script
 
 
-def test_a_tick_waits_for_the_backlog_sent_before_it(tmp_path: Any, postgres: Any) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_tick_waits_for_the_backlog_sent_before_it(tmp_path: Any, postgres: Any,
+                                                      workers: int) -> None:
+    """With two workers, a tick read by one also waits for the partitions the other forwards
+    (their committed offsets)."""
     policy = tmp_path / "policy.toml"
     policy.write_text(POLICY)
     script = backlog()
@@ -52,19 +57,28 @@ def test_a_tick_waits_for_the_backlog_sent_before_it(tmp_path: Any, postgres: An
     assert not any(c["type"] == "notify.overdue" for c in expected)
     broker = Broker()
     client = Client(broker, "order")
-    worker = Worker(broker, "order", policy=str(policy), log_path=str(tmp_path / "w.log"),
-                    database_url=fresh_database(postgres))
+    database = fresh_database(postgres)
+    group = [Worker(broker, "order", policy=str(policy), log_path=str(tmp_path / f"w{n}.log"),
+                    database_url=database) for n in range(workers)]
     try:
-        # The worker joins once (creating the topics), then is down while the backlog and
+        # The group joins once (creating the topics), then is down while the backlog and
         # the tick arrive, and comes back to all of it.
-        worker.start().wait_healthy()
-        worker.kill(signal.SIGTERM)
+        for worker in group:
+            worker.start()
+        for worker in group:
+            worker.wait_healthy()
+        for worker in group:
+            worker.kill(signal.SIGTERM)
         client.send(script)
-        worker.start().wait_healthy()
+        for worker in group:
+            worker.start()
+        for worker in group:
+            worker.wait_healthy()
         client.settle(timeout=120)
         emitted = client.commands()
     finally:
-        worker.kill()
+        for worker in group:
+            worker.kill()
         client.close()
         broker.stop()
     types = Counter(c["type"] for c in emitted)
