@@ -108,7 +108,7 @@ def build_app(settings: Settings, policy: Policy, partitions: int,
     subjects = app.Table("subjects", partitions=partitions, key_type=bytes, value_type=bytes)
     producer = app.producer
     prefix = settings.output_prefix
-    gate = TickGate(settings.bootstrap, settings.app_id)
+    gate = TickGate(settings.bootstrap, app.conf.id)  # Faust's group id
     sequencer = Sequencer(producer, settings.app_id, partitions, metrics, prefix, gate)
 
     @app.on_before_shutdown.connect
@@ -159,6 +159,7 @@ def build_app(settings: Settings, policy: Policy, partitions: int,
         app.tables_ready = False  # type: ignore[attr-defined]
         # Batches still finishing write their state and offsets while we own the partitions.
         await app.consumer.finish_all()
+        gate.forget(revoked)
         invoice_agent.forget({tp.partition for tp in revoked if tp.topic == events})
         subject_agent.forget({tp.partition for tp in revoked if tp.topic == signals})
 

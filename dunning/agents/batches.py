@@ -179,10 +179,12 @@ class BatchConsumer(driver.Consumer):
         # Flushes the producer first; drops partitions revoked meanwhile.
         await self._commit_offsets(offsets)
 
-    async def _retake(self, tp: TP, offset: int) -> None:
+    async def _retake(self, tp: TP, offset: int, generation: int) -> None:
         """Read `tp` again from `offset`: a handler left those records (a tick that waits for
-        the other inputs). They come back with the next fetch; the handler decides again."""
-        await self.seek(tp, offset)
+        the other inputs). They come back with the next fetch; the handler decides again.
+        After a rebalance the partition's owner reads from the committed offset anyway."""
+        if self.app.consumer_generation_id == generation and tp in self.assignment():
+            await self.seek(tp, offset)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - Faust's loop
         handlers: dict[str, BatchHandler] = self.app.batch_handlers  # type: ignore[attr-defined]
@@ -227,7 +229,7 @@ class BatchConsumer(driver.Consumer):
                     for tp, recs in given.items():
                         taken = len(batch.get(tp) or ())
                         if taken < len(recs):
-                            await self._retake(tp, recs[taken].offset)
+                            await self._retake(tp, recs[taken].offset, generation)
                     while finishing and (finishing[0].done() or len(finishing) >= IN_FLIGHT):
                         await finishing.popleft()  # raises what failed: the worker stops
                     previous = finishing[-1] if finishing else None
