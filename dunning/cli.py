@@ -98,26 +98,46 @@ async def _ticks(broker: str, start: int, every: float | None, speed: float) -> 
     """One tick at `start`; or one every `every` wall seconds, logical time running `speed`
     times as fast from `start`. A tick's event_id is its time: sending it twice is harmless."""
     import orjson
-    from aiokafka import AIOKafkaProducer
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     from dunning.rules.times import format_time
+    from dunning.streams.records import after_header
     from dunning.streams.topics import CLOCK
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap(broker))
+    # Each tick carries the other inputs' end offsets as it is sent (`dunning.after`): the
+    # worker then applies it after exactly what was sent before it, however far behind it is.
+    offsets = AIOKafkaConsumer(bootstrap_servers=bootstrap(broker))
     await producer.start()
+    await offsets.start()
     try:
         began = time.monotonic()
         while True:
             now = start + int((time.monotonic() - began) * speed)
             at = format_time(now)
             await producer.send_and_wait(CLOCK, orjson.dumps(
-                {"type": "clock.tick", "event_id": f"tick-{at}", "now": at}))
+                {"type": "clock.tick", "event_id": f"tick-{at}", "now": at}),
+                headers=[after_header(await _input_ends(offsets))])
             print(f"tick {at}", flush=True)
             if every is None:
                 return
             await asyncio.sleep(every)
     finally:
+        await offsets.stop()
         await producer.stop()
+
+
+async def _input_ends(consumer: Any) -> dict[tuple[str, int], int]:
+    """The end offset of every partition of the input topics other than the clock."""
+    from aiokafka.structs import TopicPartition
+
+    from dunning.streams.topics import CLOCK, INPUTS
+
+    await consumer.topics()
+    tps = [TopicPartition(t, p) for t in INPUTS if t != CLOCK
+           for p in sorted(consumer.partitions_for_topic(t) or ())]
+    ends = await consumer.end_offsets(tps) if tps else {}
+    return {(tp.topic, tp.partition): end for tp, end in ends.items()}
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -33,43 +33,62 @@ class Sequencer:
         self.metrics = metrics
 
     async def handle(self, batch: Batch) -> Finish:
-        send, topic, n = self.out.send, self.topic, self.partitions
         dead: Counter[tuple[str, str, str]] = Counter()
-        # The other inputs before the ticks: on every events partition, a batch's invoices
-        # and payments then come before a tick read with them.
-        for tp, records in sorted(batch.items(), key=lambda item: item[0].topic == CLOCK):
-            source_topic = tp.topic
+        gate = self.gate
+        # Records sent after a tick still waiting (by the end offsets it carries) stay back;
+        # the rest of the other inputs go before this batch's ticks, so that on every events
+        # partition a tick comes after what was read with it.
+        bounds = await gate.bounds() if gate is not None else {}
+        for tp, records in batch.items():
+            if tp.topic == CLOCK:
+                continue
+            if bounds is None:
+                batch[tp] = []  # the broker did not answer: read again later
+                continue
+            upto = bounds.get(tp)
             for i, r in enumerate(records):
-                if source_topic == CLOCK:
-                    if self.gate is not None and _is_tick(r.value) and not await self.gate.open(
-                            tp, r.offset):
-                        batch[tp] = records[:i]  # the rest is read again later
-                        break
-                elif self.gate is not None:
-                    self.gate.took(source_topic, tp.partition, r.offset)
-                headers = wire.forward_headers(source_topic, tp.partition, r.offset, r.key,
-                                               r.headers)
-                iid = _invoice_id(source_topic, r.value)
-                if iid is not None:
-                    key = iid.encode()
-                    await send(topic, key, r.value, wire.partition_for(key, n), headers,
-                               r.timestamp / 1000)
-                    continue
-                event = decode(source_topic, r.key, r.value, tp.partition, r.offset)
-                if isinstance(event, m.ClockTick):
-                    for p in range(n):  # one tick moves time on every partition
-                        await send(topic, None, r.value, p, headers, r.timestamp / 1000)
-                    continue
-                if not isinstance(event, m.DeadLetter):  # cannot happen: routing checks less
-                    event = m.DeadLetter(m.Source(source_topic, tp.partition, r.offset, r.key,
-                                                  r.value or b""),
-                                         m.INVALID_FIELD, "the record has no usable invoice_id")
-                key, value, dl_headers = wire.dead_letter(event, list(r.headers or ()))
-                await send(DEADLETTER, key, value, None, dl_headers)
-                dead[(source_topic, wire.type_label(r.value), m.DEAD_LETTERED)] += 1
+                if upto is not None and r.offset >= upto:
+                    batch[tp] = records[:i]  # after a tick that waits: read again later
+                    break
+                await self._forward(tp, r, dead)
+        for tp, records in batch.items():
+            if tp.topic != CLOCK:
+                continue
+            for i, r in enumerate(records):
+                if gate is not None and _is_tick(r.value) and (
+                        bounds is None or not await gate.open(tp, r.offset, r.headers)):
+                    batch[tp] = records[:i]  # the rest is read again later
+                    break
+                await self._forward(tp, r, dead)
         if dead:
             self.metrics.count(dead, Counter())
         return self.out.flush
+
+    async def _forward(self, tp: Any, r: Any, dead: Counter[tuple[str, str, str]]) -> None:
+        """One input record onto the events log by its invoice id, a tick onto every
+        partition, or to the dead letters."""
+        send, topic, n, source_topic = self.out.send, self.topic, self.partitions, tp.topic
+        if self.gate is not None:
+            self.gate.took(source_topic, tp.partition, r.offset)
+        headers = wire.forward_headers(source_topic, tp.partition, r.offset, r.key, r.headers)
+        iid = _invoice_id(source_topic, r.value)
+        if iid is not None:
+            key = iid.encode()
+            await send(topic, key, r.value, wire.partition_for(key, n), headers,
+                       r.timestamp / 1000)
+            return
+        event = decode(source_topic, r.key, r.value, tp.partition, r.offset)
+        if isinstance(event, m.ClockTick):
+            for p in range(n):  # one tick moves time on every partition
+                await send(topic, None, r.value, p, headers, r.timestamp / 1000)
+            return
+        if not isinstance(event, m.DeadLetter):  # cannot happen: routing checks less
+            event = m.DeadLetter(m.Source(source_topic, tp.partition, r.offset, r.key,
+                                          r.value or b""),
+                                 m.INVALID_FIELD, "the record has no usable invoice_id")
+        key, value, dl_headers = wire.dead_letter(event, list(r.headers or ()))
+        await send(DEADLETTER, key, value, None, dl_headers)
+        dead[(source_topic, wire.type_label(r.value), m.DEAD_LETTERED)] += 1
 
 
 def _invoice_id(topic: str, value: bytes | None) -> str | None:

@@ -24,6 +24,36 @@ _OURS = (H_TOPIC, H_PARTITION, H_OFFSET, H_KEY)
 _KNOWN = {t for types in EVENT_TYPES.values() for t in types}
 
 
+# On a tick, optionally: the end offsets of the other input topics' partitions when it was
+# sent ({"billing.payments": {"0": 1200, ...}, ...}), as `dunning tick` sets it. The worker
+# then forwards the tick after exactly those records, and the later ones after the tick.
+H_AFTER = "dunning.after"
+
+
+def after_header(ends: dict[tuple[str, int], int]) -> tuple[str, bytes]:
+    doc: dict[str, dict[str, int]] = {}
+    for (topic, partition), end in sorted(ends.items()):
+        doc.setdefault(topic, {})[str(partition)] = end
+    return H_AFTER, orjson.dumps(doc)
+
+
+def after_of(headers: Any) -> dict[tuple[str, int], int] | None:
+    """The end offsets a tick carries, or None (absent, or not in the expected form)."""
+    for name, value in headers or ():
+        if name != H_AFTER:
+            continue
+        try:
+            doc = orjson.loads(value)
+            ends = {(topic, int(p)): end for topic, parts in doc.items()
+                    for p, end in parts.items()}
+        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+            return None
+        if all(type(end) is int and end >= 0 for end in ends.values()):
+            return ends
+        return None
+    return None
+
+
 def events_topic(app_id: str) -> str:
     return f"{app_id}-events"
 

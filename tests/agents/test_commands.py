@@ -11,6 +11,7 @@ import orjson
 
 from dunning.streams import topics
 from dunning.streams.broker import free_port
+from dunning.streams.records import H_AFTER, after_header, after_of
 from tests.agents.kafka import Broker, Client
 
 
@@ -70,3 +71,33 @@ def test_tick_every_runs_logical_time_faster():
     finally:
         client.close()
         broker.stop()
+
+
+def test_a_tick_carries_the_other_inputs_end_offsets():
+    """So the worker's gate applies it after exactly what was sent before it."""
+    broker = Broker()
+    client = Client(broker, "ticks")
+    try:
+        for n in range(3):  # one send each: Tansu's end offsets are exact for such batches
+            client.send([(topics.PAYMENTS, b"inv-1", orjson.dumps({"n": n}))])
+        done = subprocess.run(dunning("tick", "--broker", broker.url, "--at", "2026-03-01"),
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        [record] = client.read([topics.CLOCK])
+        ends = after_of(record.headers)
+        assert ends is not None
+        sent = {(tp.topic, tp.partition): end for tp, end in client.sent.items()}
+        assert {k: v for k, v in ends.items() if v} == sent
+        assert {t for t, _ in ends} == {topics.PAYMENTS}  # the only input topic there yet
+    finally:
+        client.close()
+        broker.stop()
+
+
+def test_the_after_header_round_trips_and_rejects_what_is_not_it():
+    ends = {(topics.PAYMENTS, 0): 12, (topics.INVOICES, 3): 0}
+    assert after_of([after_header(ends)]) == ends
+    assert after_of([("other", b"x")]) is None
+    for bad in (b"not json", b"[1]", b'{"billing.payments": {"x": 1}}',
+                b'{"billing.payments": {"0": -1}}', b'{"billing.payments": {"0": "1"}}'):
+        assert after_of([(H_AFTER, bad)]) is None, bad
