@@ -51,6 +51,7 @@ class TickGate:
         self._view: AIOKafkaConsumer | None = None
         self._peek: AIOKafkaConsumer | None = None  # reads ahead on the clock topic
         self._seen: dict[tuple[Any, int], dict[Any, int]] = {}  # what ticks carry
+        self._committed: dict[TopicPartition, tuple[float, int]] = {}  # clock, when read
 
     async def bounds(self) -> dict[TopicPartition, int] | None:
         """How far each other input's records may go now: below the end offsets carried by the
@@ -74,7 +75,7 @@ class TickGate:
         for tp, end in (await view.end_offsets(clock)).items():
             start = self.forwarded.get(tp, 0)
             if start < end:
-                start = max(start, await view.committed(tp) or 0)
+                start = max(start, await self._clock_committed(view, tp))
             for old in [k for k in self._seen if k[0] == tp and k[1] < start]:
                 del self._seen[old]  # forwarded ticks
             if start >= end:
@@ -86,6 +87,17 @@ class TickGate:
                 upto = carried.get((key.topic, key.partition), 0)
                 bounds[key] = min(bounds.get(key, upto), upto)
         return bounds
+
+    async def _clock_committed(self, view: AIOKafkaConsumer, tp: TopicPartition) -> int:
+        """The group's committed offset on a clock partition, at most RECHECK old: an older
+        one only counts a forwarded tick as waiting a little longer (every batch asks, and a
+        worker that does not own the partition would ask the broker each time)."""
+        now = time.monotonic()
+        at, offset = self._committed.get(tp, (-RECHECK, 0))
+        if now - at >= RECHECK:
+            offset = await view.committed(tp) or 0
+            self._committed[tp] = (now, offset)
+        return offset
 
     async def _carried(self, tp: TopicPartition, start: int, end: int) -> dict[Any, int]:
         """The end offsets carried by the first tick at or after `start` that carries any."""
