@@ -69,8 +69,7 @@ class TickGate:
         clock = [TopicPartition(CLOCK, p) for p in sorted(view.partitions_for_topic(CLOCK) or ())]
         if not clock:
             return {}
-        inputs = [TopicPartition(t, p) for t in OTHERS
-                  for p in sorted(view.partitions_for_topic(t) or ())]
+        inputs = _inputs(view)
         bounds: dict[TopicPartition, int] = {}
         for tp, end in (await view.end_offsets(clock)).items():
             start = self.forwarded.get(tp, 0)
@@ -119,10 +118,8 @@ class TickGate:
 
     async def _peeker(self) -> AIOKafkaConsumer:
         if self._peek is None:
-            peek = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                    fetch_max_wait_ms=50)
-            await peek.start()
-            self._peek = peek
+            self._peek = await _started(AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50))
         return self._peek
 
     def took(self, topic: str, partition: int, offset: int) -> None:
@@ -168,8 +165,7 @@ class TickGate:
                 ends = self._ends[tick] = {TopicPartition(t, p): end
                                            for (t, p), end in sent.items() if t in OTHERS}
         if ends is None:  # else what was there when the tick was read
-            inputs = [TopicPartition(t, p) for t in OTHERS
-                      for p in sorted(view.partitions_for_topic(t) or ())]
+            inputs = _inputs(view)
             if {p.topic for p in inputs} != set(OTHERS):
                 await view._client.force_metadata_update()  # a topic not known yet
                 return "the input topics' partitions"
@@ -189,14 +185,8 @@ class TickGate:
         """A consumer in the group's name that never joins it: it reads end offsets and the
         group's committed offsets."""
         if self._view is None:
-            view = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.group,
-                                    enable_auto_commit=False)
-            try:
-                await view.start()
-            except BaseException:
-                await view.stop()
-                raise
-            self._view = view
+            self._view = await _started(AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False))
         return self._view
 
     async def close(self) -> None:
@@ -204,3 +194,18 @@ class TickGate:
             if consumer is not None:
                 await consumer.stop()
         self._view = self._peek = None
+
+
+def _inputs(view: AIOKafkaConsumer) -> list[TopicPartition]:
+    """The partitions of the input topics other than the clock, as the view knows them."""
+    return [TopicPartition(t, p) for t in OTHERS
+            for p in sorted(view.partitions_for_topic(t) or ())]
+
+
+async def _started(consumer: AIOKafkaConsumer) -> AIOKafkaConsumer:
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
+    return consumer
