@@ -23,7 +23,7 @@ from dunning.rules.engine import Engine
 from dunning.rules.times import DAY, format_time, parse_time
 from dunning.runtime import GC_THRESHOLDS, tune_gc
 from dunning.streams import topics
-from dunning.streams.codec import decode
+from dunning.streams.codec import decode, feed
 
 # The throughput run uses the contract's sample policy plus a late fee and a limitation
 # stage, so every kind of one-shot action fires somewhere.
@@ -122,7 +122,7 @@ def bench_events(invoices: int, days: int) -> tuple[float, float]:
         gc.collect()
         started = time.perf_counter()
         for n, (topic, key, value) in enumerate(records):
-            commands += len(engine.feed(topic, key, value).commands)
+            commands += len(feed(engine, topic, key, value).commands)
             if n % 50_000 == 0:
                 progress("raw records", n, len(records))
         elapsed = time.perf_counter() - started

@@ -33,7 +33,7 @@ from dunning.config.policy import parse_policy
 from dunning.demo.feed import Feeder, is_tick
 from dunning.ledger.db import embedded_url, prepare
 from dunning.rules.engine import Engine
-from dunning.streams import topics
+from dunning.streams import codec, topics
 from dunning.streams.broker import EmbeddedBroker, free_port
 
 RATIO_GOAL = 0.5
@@ -108,7 +108,7 @@ def expected_commands(invoices: int, days: int, tick_days: int) -> dict[str, str
     """The pure engine's commands for the run, in the order the feed keeps: id -> type."""
     engine, commands = Engine(parse_policy(POLICY, "bench")), {}
     for topic, key, value in billing_run(invoices, days, tick_days):
-        for command in engine.feed(topic, key, value).commands:
+        for command in codec.feed(engine, topic, key, value).commands:
             commands[command.value["command_id"]] = command.value["type"]
     return commands
 

@@ -15,6 +15,7 @@ from dunning.config.policy import parse_policy
 from dunning.rules import model as m
 from dunning.rules.engine import Engine, Result
 from dunning.streams import topics
+from dunning.streams.codec import feed
 
 # The contract's sample policy, with no due-soon, reminder or limit stage unless a test asks.
 BASE_POLICY = """
@@ -56,7 +57,7 @@ class Driver:
         else:
             value = record
         assert topic is not None
-        result = self.engine.feed(topic, key, value, 0, next(self._offset))
+        result = feed(self.engine, topic, key, value, 0, next(self._offset))
         self.log += result.commands
         self.dead += result.dead_letters
         return result

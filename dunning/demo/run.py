@@ -32,6 +32,7 @@ from dunning.ledger.db import database_of, embedded_url
 from dunning.rules.engine import Engine
 from dunning.rules.times import DAY, format_time
 from dunning.streams.broker import EmbeddedBroker, free_port
+from dunning.streams.codec import feed
 
 
 @dataclass
@@ -197,9 +198,10 @@ def run(lanes: list[Lane], customers: int, days: int, seed: int,
         records, started = 0, time.monotonic()
         for day, todays in sim.script():
             for lane in lanes:
-                assert lane.engine is not None
+                engine = lane.engine
+                assert engine is not None
                 for topic, key, value in todays:
-                    lane.expected += [c.value for c in lane.engine.feed(topic, key, value).commands]
+                    lane.expected += [c.value for c in feed(engine, topic, key, value).commands]
                 lane.note_day(day)
             feeder.play(todays, settle=False)
             records += len(todays)

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from dunning.config.policy import Policy
 from dunning.rules import model as m
 from dunning.rules.invoice import Invoice, Out, Signal, advance, apply, issue
+from dunning.rules.schedule import Schedule
 from dunning.rules.subject import Subject, apply_signal
 from dunning.rules.times import DAY
-from dunning.streams.codec import decode
-from dunning.tables.schedule import Schedule
 
 ORPHAN_DAYS = 7
 
@@ -53,16 +52,9 @@ class Engine:
 
     # -- input ---------------------------------------------------------------------------
 
-    def feed(
-        self, topic: str, key: bytes | None, value: bytes, partition: int = 0, offset: int = 0
-    ) -> Result:
-        """One raw input record, validated at the edge, then handled."""
-        event = decode(topic, key, value, partition, offset)
-        if isinstance(event, m.DeadLetter):
-            return Result(m.DEAD_LETTERED, [], [event])
-        return self.handle(event)
-
     def handle(self, event: m.Event) -> Result:
+        """One event, already validated at the edge (`streams.codec.feed` decodes and hands
+        it here)."""
         outcome, out = self.step(event)
         commands = out.commands
         for sig in out.signals:

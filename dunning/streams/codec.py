@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from dunning.rules import model as m
+from dunning.rules.engine import Engine, Result
 from dunning.rules.money import is_currency, parse_amount
 from dunning.rules.times import parse_time
 from dunning.streams.topics import EVENT_TYPES
@@ -256,6 +257,16 @@ def decode(
         return parse(doc, topic, source)
     except Invalid as exc:
         return m.DeadLetter(source, exc.error, exc.reason)
+
+
+def feed(engine: Engine, topic: str, key: bytes | None, value: bytes | None,
+         partition: int = 0, offset: int = 0) -> Result:
+    """One raw input record through the edge into the engine: its outcome, commands and
+    dead letters (the record itself, when it fails validation)."""
+    event = decode(topic, key, value, partition, offset)
+    if isinstance(event, m.DeadLetter):
+        return Result(m.DEAD_LETTERED, [], [event])
+    return engine.handle(event)
 
 
 def encode(value: dict[str, Any]) -> bytes:

@@ -15,6 +15,7 @@ from dunning.config.policy import parse_policy
 from dunning.demo.check import compare
 from dunning.rules.engine import Engine
 from dunning.streams import topics
+from dunning.streams.codec import feed
 from dunning.streams.records import after_header
 from tests.agents.kafka import Broker, Client, Worker
 from tests.conftest import fresh_database
@@ -75,7 +76,7 @@ def test_a_tick_waits_for_the_backlog_sent_before_it(tmp_path: Any, postgres: An
     policy.write_text(POLICY)
     script = backlog()
     engine = Engine(parse_policy(POLICY, "test"))
-    expected = [c.value for t, k, v in script for c in engine.feed(t, k, v).commands]
+    expected = [c.value for t, k, v in script for c in feed(engine, t, k, v).commands]
     assert not any(c["type"] == "notify.overdue" for c in expected)
     broker = Broker()
     client = Client(broker, "order")
@@ -126,11 +127,11 @@ def test_ticks_that_carry_their_end_offsets_keep_their_place_in_a_backlog(
     invoices = backlog()[:INVOICES]
     payments = backlog()[INVOICES:2 * INVOICES]
     engine = Engine(parse_policy(POLICY, "test"))
-    expected = [c.value for t, k, v in invoices for c in engine.feed(t, k, v).commands]
+    expected = [c.value for t, k, v in invoices for c in feed(engine, t, k, v).commands]
     for now, records in (("2026-02-01T00:00:00Z", payments), ("2026-02-02T00:00:00Z", [])):
         tick = orjson.dumps({"type": "clock.tick", "event_id": f"t-{now}", "now": now})
-        expected += [c.value for c in engine.feed(topics.CLOCK, None, tick).commands]
-        expected += [c.value for t, k, v in records for c in engine.feed(t, k, v).commands]
+        expected += [c.value for c in feed(engine, topics.CLOCK, None, tick).commands]
+        expected += [c.value for t, k, v in records for c in feed(engine, t, k, v).commands]
     assert sum(c["type"] == "notify.overdue" for c in expected) == INVOICES
     broker = Broker()
     client = Client(broker, "order")

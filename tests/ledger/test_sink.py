@@ -16,6 +16,7 @@ from dunning.ledger.db import migrate, migrations
 from dunning.ledger.sink import Ledger, row, write
 from dunning.rules.engine import Engine
 from dunning.streams import topics
+from dunning.streams.codec import feed
 from dunning.tables.partitions import INVOICE
 from dunning.tables.state import encode_invoice
 from tests.agents.kafka import Broker, Client
@@ -158,12 +159,12 @@ def test_the_read_model_keeps_the_newest_state_and_skips_what_is_not_ours(databa
     """Several states of one invoice in one fetch: only the newest is written (and decoded);
     a record that is not an invoice state, or not a command, is skipped without stopping."""
     engine = Engine(parse_policy("[defaults]\nterms_days = 30\n", "test"))
-    engine.feed(topics.INVOICES, b"inv-1", orjson.dumps({
+    feed(engine, topics.INVOICES, b"inv-1", orjson.dumps({
         "type": "invoice.issued", "event_id": "e-1", "invoice_id": "inv-1",
         "customer_id": "c-1", "amount": "100.00", "currency": "USD",
         "issued_at": "2026-01-01T00:00:00Z"}))
     issued = encode_invoice(engine.invoices["inv-1"])
-    engine.feed(topics.PAYMENTS, b"inv-1", orjson.dumps({
+    feed(engine, topics.PAYMENTS, b"inv-1", orjson.dumps({
         "type": "payment.applied", "event_id": "e-2", "invoice_id": "inv-1",
         "payment_id": "p-1", "amount": "40.00", "currency": "USD"}))
     paid_in_part = encode_invoice(engine.invoices["inv-1"])

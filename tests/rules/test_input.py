@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from dunning.streams.codec import feed
 from tests.driver import Driver
 
 POLICY = """
@@ -338,7 +339,7 @@ def test_a_dead_letter_keeps_the_original_record_and_where_it_came_from() -> Non
     d = started()
     raw = b'{"type":"payment.applied","event_id":"e-x","invoice_id":"inv-1",' \
           b'"payment_id":"p-x","amount":"1.00","currency":"EUR"}'
-    r = d.engine.feed("billing.payments", b"some-key", raw, 5, 4242)
+    r = feed(d.engine, "billing.payments", b"some-key", raw, 5, 4242)
     (dead,) = r.dead_letters
     assert dead.error == "currency_mismatch"
     src = dead.source
@@ -348,7 +349,7 @@ def test_a_dead_letter_keeps_the_original_record_and_where_it_came_from() -> Non
 
 def test_an_undecodable_record_keeps_its_bytes_and_origin() -> None:
     d = started()
-    r = d.engine.feed("billing.payments", None, b"\xff not json", 2, 17)
+    r = feed(d.engine, "billing.payments", None, b"\xff not json", 2, 17)
     assert r.outcome == "dead_lettered"
     (dead,) = r.dead_letters
     assert dead.error == "malformed_json"

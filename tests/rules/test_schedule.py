@@ -1,4 +1,4 @@
-from dunning.tables.schedule import Schedule
+from dunning.rules.schedule import Schedule
 
 
 def test_pops_due_ids_in_time_order_each_once():
