@@ -219,7 +219,7 @@ def worker_run(broker: EmbeddedBroker, total: int, expected: dict[str, str], par
         [sys.executable, "-m", "dunning.cli", "worker", "--broker", broker.url,
          "--app-id", APP_ID, "--web-port", str(port), "--partitions", str(partitions),
          "--policy", policy, "--database-url", database_url, "--rebalance-timeout", "2",
-         "--session-timeout", "6", "--log-level", "warn"],
+         "--session-timeout", "6", "--log-level", "warn", "--max-tick-jump", "0"],
         stdout=log, stderr=subprocess.STDOUT) for port, log in zip(ports, logs, strict=True)]
 
     def check() -> None:

@@ -32,6 +32,17 @@ def _show_terms(policy: Policy) -> None:
             print(f"  {key:26} {shown}")
 
 
+def _days(text: str) -> float:
+    """A --max-tick-jump value: days, 0 or more."""
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not 0 <= days <= 3650:
+        raise argparse.ArgumentTypeError(f"{text} must be from 0 to 3650 days")
+    return days
+
+
 def cmd_policy(args: argparse.Namespace) -> int:
     try:
         policy = load_policy(args.file) if args.file else default_policy()
@@ -70,6 +81,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         partitions=int(args.partitions), app_id=args.app_id, output_prefix=args.output_prefix,
         rebalance_timeout=float(args.rebalance_timeout),
         session_timeout=float(args.session_timeout), log_level=args.log_level,
+        max_tick_jump=round(args.max_tick_jump * 86_400),
     )
     policy = _policy(settings.policy)
     tune_gc()
@@ -88,19 +100,22 @@ def cmd_tick(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SystemExit(f"dunning tick: --at: {exc}") from None
     if args.every is None:
-        asyncio.run(_ticks(args.broker, start, None, 1.0))
+        asyncio.run(_ticks(args.broker, start, None, 1.0, args.confirm_jump))
     else:
-        asyncio.run(_ticks(args.broker, start, float(args.every), float(args.speed)))
+        asyncio.run(_ticks(args.broker, start, float(args.every), float(args.speed),
+                           args.confirm_jump))
     return 0
 
 
-async def _ticks(broker: str, start: int, every: float | None, speed: float) -> None:
+async def _ticks(broker: str, start: int, every: float | None, speed: float,
+                 confirm_jump: bool = False) -> None:
     """One tick at `start`; or one every `every` wall seconds, logical time running `speed`
     times as fast from `start`. A tick's event_id is its time: sending it twice is harmless."""
     import orjson
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     from dunning.rules.times import format_time
+    from dunning.streams.codec import CONFIRM_JUMP, H_CONFIRM
     from dunning.streams.records import after_header
     from dunning.streams.topics import CLOCK
 
@@ -117,7 +132,8 @@ async def _ticks(broker: str, start: int, every: float | None, speed: float) -> 
             at = format_time(now)
             await producer.send_and_wait(CLOCK, orjson.dumps(
                 {"type": "clock.tick", "event_id": f"tick-{at}", "now": at}),
-                headers=[after_header(await _input_ends(offsets))])
+                headers=[after_header(await _input_ends(offsets)),
+                         *([(H_CONFIRM, CONFIRM_JUMP)] if confirm_jump else [])])
             print(f"tick {at}", flush=True)
             if every is None:
                 return
@@ -222,6 +238,10 @@ def parser() -> argparse.ArgumentParser:
                      help="seconds a member has to rejoin; on Tansu also the join delay")
     wrk.add_argument("--session-timeout", type=float,
                      default=float(_env("--session-timeout", 30.0)))
+    wrk.add_argument("--max-tick-jump", type=_days, metavar="DAYS",
+                     default=_env("--max-tick-jump", "7"),  # a string: argparse applies type
+                     help="refuse (dead-letter as clock_jump) a tick that moves logical time "
+                          "more than this many days at once; 0 turns the guard off")
     wrk.add_argument("--log-level", default=_env("--log-level", "info"),
                      choices=("crit", "error", "warn", "info", "debug"))
     wrk.set_defaults(run=cmd_worker)
@@ -254,6 +274,10 @@ def parser() -> argparse.ArgumentParser:
                      help="send a tick every this many wall seconds, until stopped")
     tck.add_argument("--speed", type=float, default=float(_env("--speed", 1.0)),
                      help="logical seconds per wall second with --every")
+    tck.add_argument("--confirm-jump", action="store_true",
+                     default=_env("--confirm-jump", "") not in ("", "0", "false"),
+                     help="send the tick past the workers' clock guard (--max-tick-jump): an "
+                          "operator who means a jump of logical time")
     tck.set_defaults(run=cmd_tick)
     return p
 

@@ -45,8 +45,8 @@ class Driver:
 
     # -- feeding -------------------------------------------------------------------------
 
-    def send(self, record: dict[str, Any] | bytes, topic: str | None = None,
-             key: bytes | None = None) -> Result:
+    def send(self, record: dict[str, Any] | bytes | None, topic: str | None = None,
+             key: bytes | None = None, headers: Any = ()) -> Result:
         if isinstance(record, dict):
             record = dict(record)
             record.setdefault("event_id", f"ev-{next(self._ids)}")
@@ -57,10 +57,15 @@ class Driver:
         else:
             value = record
         assert topic is not None
-        result = feed(self.engine, topic, key, value, 0, next(self._offset))
+        result = self.feed(topic, key, value, next(self._offset), headers)
         self.log += result.commands
         self.dead += result.dead_letters
         return result
+
+    def feed(self, topic: str, key: bytes | None, value: bytes | None, offset: int,
+             headers: Any = ()) -> Result:
+        """One raw record through the codec into the engine."""
+        return feed(self.engine, topic, key, value, 0, offset, headers)
 
     def tick(self, day: str, event_id: str | None = None) -> Result:
         return self.send({"type": "clock.tick", "now": at(day),

@@ -119,7 +119,7 @@ def build_app(settings: Settings, policy: Policy, partitions: int,
         return bool(app.tables_ready)  # type: ignore[attr-defined]
 
     invoice_agent = InvoiceAgent(producer, invoices, policy, settings.app_id, partitions, metrics,
-                                 ready, prefix)
+                                 ready, prefix, settings.max_tick_jump)
     subject_agent = SubjectAgent(producer, subjects, partitions, metrics, ready, prefix)
     events = wire.events_topic(settings.app_id)
     signals = wire.signals_topic(settings.app_id)
@@ -197,7 +197,8 @@ def build_app(settings: Settings, policy: Policy, partitions: int,
     if database_url is not None:
         ledger = Ledger(settings.bootstrap, f"{settings.app_id}-ledger", database_url,
                         settings.rebalance_timeout, settings.session_timeout,
-                        invoices.changelog_topic.get_topic_name(), settings.output_prefix)
+                        invoices.changelog_topic.get_topic_name(), settings.output_prefix,
+                        lambda dl: metrics.dead_letters.labels(dl.error).inc())
 
         @app.task
         async def record_commands() -> None:

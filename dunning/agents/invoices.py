@@ -12,6 +12,7 @@ marker), so subjects can apply a tick's signals from all partitions in the engin
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from dunning.agents.batches import Abandon, Batch, Finish, Outbox, finish_with_s
 from dunning.agents.metrics import Metrics
 from dunning.config.policy import Policy
 from dunning.rules import model as m
-from dunning.rules.engine import Engine
+from dunning.rules.engine import Engine, internal_error
 from dunning.rules.invoice import Out
 from dunning.streams import records as wire
 from dunning.streams.codec import decode
@@ -31,16 +32,19 @@ from dunning.streams.topics import CLOCK, DEADLETTER
 from dunning.tables.partitions import engine_rows, rebuild_engine
 from dunning.tables.state import encode_signal
 
+log = logging.getLogger("dunning.worker")
+
 
 class InvoiceAgent:
     def __init__(self, producer: Any, table: Any, policy: Policy, app_id: str,
                  partitions: int, metrics: Metrics, ready: Callable[[], bool],
-                 output_prefix: str = "") -> None:
+                 output_prefix: str = "", max_tick_jump: int = 0) -> None:
         self.out = Outbox(producer, output_prefix)
         self.table = table
         self.policy = policy
         self.signals_topic = wire.signals_topic(app_id)
         self.partitions = partitions
+        self.max_tick_jump = max_tick_jump  # seconds, 0 = off (contract §4)
         self.metrics = metrics
         self.ready = ready  # whether the tables are whole (no rebalance under way)
         self.engines: dict[int, Engine] = {}
@@ -55,7 +59,7 @@ class InvoiceAgent:
             if not self.ready():
                 raise Abandon
             engine = self.engines[partition] = rebuild_engine(
-                self.policy, self.table.data, partition, self.partitions)
+                self.policy, self.table.data, partition, self.partitions, self.max_tick_jump)
             self.held_rows[partition] = set(engine.held)
         return engine
 
@@ -84,19 +88,28 @@ class InvoiceAgent:
             p = tp.partition
             engine = self.engine(p)
             for r in records:
-                src, theirs = wire.forwarded_source(r.headers, r.value)
-                event = decode(src.topic, src.key, src.value, src.partition, src.offset)
+                src = wire.forwarded_source(r.headers, r.value)
+                try:
+                    event = decode(src.topic, src.key, src.value, src.partition, src.offset,
+                                   src.headers)
+                except Exception as exc:  # no record can stop the worker (contract §2)
+                    event = internal_error(src, exc, "the record ")
                 if isinstance(event, m.DeadLetter):
-                    await self._dead_letter(event, theirs)
+                    await self._dead_letter(event)
                     events[(src.topic, wire.type_label(src.value), m.DEAD_LETTERED)] += 1
                     continue
-                outcome, out = engine.step(event)
+                outcome, out = engine.step(event)  # the engine undoes and dead-letters failures
                 for command in out.commands:
                     await send(command.topic, command.key.encode(),
                                orjson.dumps(command.value))
                     commands[command.value["type"]] += 1
                 for dl in out.dead_letters:
-                    await self._dead_letter(dl, ())
+                    if dl.error == m.CLOCK_JUMP:
+                        if p != 0:
+                            continue  # every partition refuses the tick: say so once
+                        self.metrics.clock_rejected.inc()
+                        log.warning("clock guard: %s", dl.reason)
+                    await self._dead_letter(dl)
                 if out.signals:
                     await self._signals(engine, out, p, r.offset, event)
                 if isinstance(event, m.ClockTick):
@@ -117,8 +130,12 @@ class InvoiceAgent:
 
         return finish_and_measure
 
-    async def _dead_letter(self, dl: m.DeadLetter, headers: Any) -> None:
-        key, value, dl_headers = wire.dead_letter(dl, list(headers))
+    async def _dead_letter(self, dl: m.DeadLetter) -> None:
+        if dl.error == m.INTERNAL_ERROR:
+            log.error("dead-lettered %s@%d:%d as internal_error: %s", dl.source.topic,
+                      dl.source.partition, dl.source.offset, dl.reason)
+        self.metrics.dead_letters.labels(dl.error).inc()
+        key, value, dl_headers = wire.dead_letter(dl)
         await self.out.send(DEADLETTER, key, value, None, dl_headers)
 
     async def _signals(self, engine: Engine, out: Out, partition: int, offset: int,

@@ -11,6 +11,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from dunning.rules import model as m
+
 # From a record reaching the broker to its batch's output being sent: seconds.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -60,6 +62,16 @@ class Metrics:
         )
         self.commands = Counter(
             "dunning_commands", "Commands emitted, by type", ["type"], registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "dunning_dead_letters", "Records dead-lettered, by dlq.error code", ["code"],
+            registry=self.registry,
+        )
+        for code in m.DLQ_CODES:  # each served from the start, so rules can alert on it
+            self.dead_letters.labels(code)
+        self.clock_rejected = Counter(
+            "dunning_clock_rejected", "Ticks refused by the clock guard (--max-tick-jump)",
+            registry=self.registry,
         )
         self.processing = Histogram(
             "dunning_event_processing_seconds",

@@ -18,6 +18,7 @@ from dunning.agents.batches import Batch, Finish, Outbox
 from dunning.agents.gate import TickGate
 from dunning.agents.metrics import Metrics
 from dunning.rules import model as m
+from dunning.rules.engine import internal_error
 from dunning.streams import records as wire
 from dunning.streams.codec import MAX_ID_CHARS, MAX_RECORD_BYTES, decode
 from dunning.streams.topics import CLOCK, DEADLETTER
@@ -67,28 +68,41 @@ class Sequencer:
     async def _forward(self, tp: Any, r: Any, dead: Counter[tuple[str, str, str]]) -> None:
         """One input record onto the events log by its invoice id, a tick onto every
         partition, or to the dead letters."""
-        send, topic, n, source_topic = self.out.send, self.topic, self.partitions, tp.topic
         if self.gate is not None:
-            self.gate.took(source_topic, tp.partition, r.offset)
-        headers = wire.forward_headers(source_topic, tp.partition, r.offset, r.key, r.headers)
+            self.gate.took(tp.topic, tp.partition, r.offset)
+        try:
+            routed = self._route(tp, r)
+        except Exception as exc:  # no record can stop the worker (contract §2)
+            routed = internal_error(self._source(tp, r), exc, "the record ")
+        if isinstance(routed, m.DeadLetter):
+            key, value, dl_headers = wire.dead_letter(routed)
+            await self.out.send(DEADLETTER, key, value, None, dl_headers)
+            dead[(tp.topic, wire.type_label(r.value), m.DEAD_LETTERED)] += 1
+            self.metrics.dead_letters.labels(routed.error).inc()
+            return
+        headers = wire.forward_headers(tp.topic, tp.partition, r.offset, r.key, r.headers)
+        for key, partition in routed:
+            await self.out.send(self.topic, key, r.value, partition, headers, r.timestamp / 1000)
+
+    @staticmethod
+    def _source(tp: Any, r: Any) -> m.Source:
+        return m.Source(tp.topic, tp.partition, r.offset, r.key, r.value, tuple(r.headers or ()))
+
+    def _route(self, tp: Any, r: Any) -> list[tuple[bytes | None, int]] | m.DeadLetter:
+        """Where a record goes on the events log (key, partition), or why it cannot."""
+        n, source_topic = self.partitions, tp.topic
         iid = _invoice_id(source_topic, r.value)
         if iid is not None:
             key = iid.encode()
-            await send(topic, key, r.value, wire.partition_for(key, n), headers,
-                       r.timestamp / 1000)
-            return
-        event = decode(source_topic, r.key, r.value, tp.partition, r.offset)
+            return [(key, wire.partition_for(key, n))]
+        event = decode(source_topic, r.key, r.value, tp.partition, r.offset, r.headers)
         if isinstance(event, m.ClockTick):
-            for p in range(n):  # one tick moves time on every partition
-                await send(topic, None, r.value, p, headers, r.timestamp / 1000)
-            return
-        if not isinstance(event, m.DeadLetter):  # cannot happen: routing checks less
-            event = m.DeadLetter(m.Source(source_topic, tp.partition, r.offset, r.key,
-                                          r.value or b""),
-                                 m.INVALID_FIELD, "the record has no usable invoice_id")
-        key, value, dl_headers = wire.dead_letter(event, list(r.headers or ()))
-        await send(DEADLETTER, key, value, None, dl_headers)
-        dead[(source_topic, wire.type_label(r.value), m.DEAD_LETTERED)] += 1
+            return [(None, p) for p in range(n)]  # one tick moves time on every partition
+        if isinstance(event, m.DeadLetter):
+            return event
+        # Cannot happen: routing checks less than decoding.
+        return m.DeadLetter(self._source(tp, r), m.INVALID_FIELD,
+                            "the record has no usable invoice_id")
 
 
 def _invoice_id(topic: str, value: bytes | None) -> str | None:

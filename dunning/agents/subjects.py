@@ -19,7 +19,11 @@ import orjson
 
 from dunning.agents.batches import Abandon, Batch, Finish, Outbox, finish_with_state
 from dunning.agents.metrics import Metrics
-from dunning.rules.subject import Subject, apply_signal
+from dunning.rules import model as m
+from dunning.rules.engine import apply_safely, internal_error
+from dunning.rules.subject import Subject
+from dunning.streams import records as wire
+from dunning.streams.topics import DEADLETTER
 from dunning.tables.partitions import SUBJECT, Row, waiting_key
 from dunning.tables.state import decode_signal, decode_subject, encode_subject
 
@@ -101,9 +105,21 @@ class SubjectAgent:
                 w.signals = [s for s in w.signals if s[0][0] > watermark]
                 dirty: dict[str, Subject] = {}
                 for _, row in ready:
-                    sig = decode_signal(orjson.dumps(row))
-                    subj = self._subject(q, sig.subject_key, sig.subject_kind, sig.subject_id)
-                    _, out = apply_signal(subj, sig)
+                    raw = orjson.dumps(row)
+                    try:
+                        sig = decode_signal(raw)
+                        subj = self._subject(q, sig.subject_key, sig.subject_kind,
+                                             sig.subject_id)
+                        _, out = apply_safely(subj, sig)
+                    except Abandon:
+                        raise
+                    except Exception as exc:  # the subject stays as it was; the rest go on
+                        dl = internal_error(m.Source(tp.topic, q, -1, None, raw), exc,
+                                            "a subject signal ")
+                        key, value, headers = wire.dead_letter(dl)
+                        await send(DEADLETTER, key, value, None, headers)
+                        self.metrics.dead_letters.labels(dl.error).inc()
+                        continue
                     dirty[subj.key] = subj
                     for command in out:
                         await send(command.topic, command.key.encode(),

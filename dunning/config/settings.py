@@ -39,6 +39,9 @@ class Settings:
     # Longest a fetch waits at the broker for records to arrive: latency of a quiet hop.
     fetch_max_wait: float = 0.1
     log_level: str = "info"
+    # Contract §4: a tick moving logical time more than this at once is refused (seconds;
+    # 0 = no guard). The command line takes days.
+    max_tick_jump: int = 7 * 86_400
 
     @property
     def bootstrap(self) -> str:

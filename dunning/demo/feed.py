@@ -66,7 +66,9 @@ class Feeder:
 
     def send(self, records: Iterable[Record]) -> None:
         async def go() -> None:
-            futures = [await self.producer.send(t, v, key=k) for t, k, v in records]
+            # A record may carry headers as a fourth element.
+            futures = [await self.producer.send(t, v, key=k, headers=list(h[0]) if h else None)
+                       for t, k, v, *h in records]
             await self.producer.flush()
             for f in futures:
                 meta = await f

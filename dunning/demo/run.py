@@ -56,6 +56,8 @@ class WorkerProcess:
                 "--app-id", app_id, "--web-port", str(self.port), "--web-host", "127.0.0.1",
                 "--database-url", url, "--partitions", str(partitions),
                 "--rebalance-timeout", "2", "--session-timeout", "6", "--log-level", "warn",
+                # The simulation moves time a day per tick, but may start anywhere: no guard.
+                "--max-tick-jump", "0",
                 "--output-prefix", prefix]
         if policy:
             args += ["--policy", policy]

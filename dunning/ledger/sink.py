@@ -5,6 +5,9 @@ batch in one statement (COPY into a temporary table, then INSERT ... ON CONFLICT
 a redelivered command, or one emitted twice after a crash, is one row. Offsets are committed
 only after the batch is in, so while PostgreSQL is away nothing is lost: the batch is retried
 with backoff, and the worker's stream processing, on its own consumer, goes on meanwhile.
+
+A record the ledger cannot store (not a command of ours, or data PostgreSQL refuses) never
+stops it: it is dead-lettered as `internal_error` with the reason, and only then skipped.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ from typing import Any
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from dunning.ledger.db import migrate
+from dunning.rules import model as m
 from dunning.rules.times import parse_time
-from dunning.streams.topics import BILLING, NOTIFICATIONS, PROVISIONING
+from dunning.streams import records as wire
+from dunning.streams.topics import BILLING, DEADLETTER, NOTIFICATIONS, PROVISIONING
 from dunning.tables.partitions import INVOICE
 from dunning.tables.state import decode_invoice, invoice_view
 
@@ -32,6 +38,12 @@ COLUMNS = ("command_id", "type", "topic", "subject_kind", "subject_id", "invoice
 # Errors after which the batch is worth retrying on a fresh connection.
 RETRY = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
          asyncpg.CannotConnectNowError, asyncio.TimeoutError)
+# Errors that one row's data causes (PostgreSQL's class 22, or a value asyncpg cannot encode):
+# the batch is then written row by row, to set aside only the rows at fault. Any other error
+# of the server (a missing table, no permission, disk full) is no row's fault: retried.
+ROW_FAULT = (asyncpg.DataError, ValueError, TypeError, OverflowError)
+# Building a row from a record that is not a command of ours.
+NOT_OURS = (ValueError, KeyError, TypeError, AttributeError, ArithmeticError)
 
 
 INVOICE_COLUMNS = ("invoice_id", "customer_id", "order_id", "status", "currency", "amount",
@@ -94,7 +106,7 @@ async def write(conn: Any, rows: list[tuple[Any, ...]]) -> int:
 class Ledger:
     def __init__(self, bootstrap: str, group: str, url: str, rebalance_timeout: float = 10.0,
                  session_timeout: float = 30.0, invoices_changelog: str | None = None,
-                 output_prefix: str = "") -> None:
+                 output_prefix: str = "", on_dead_letter: Any = None) -> None:
         self.bootstrap = bootstrap
         self.invoices_changelog = invoices_changelog  # feeds the invoices read model
         self.prefix = output_prefix
@@ -107,8 +119,11 @@ class Ledger:
         self.group = group
         self.url = url
         self.recorded = 0  # new rows written since start
+        self.dead_lettered = 0  # records set aside since start
         self.healthy = False  # whether the last write reached PostgreSQL
+        self.on_dead_letter = on_dead_letter  # called with each dead letter (metrics)
         self._conn: Any = None
+        self._producer: Any = None
 
     async def _connection(self) -> Any:
         if self._conn is None or self._conn.is_closed():
@@ -118,16 +133,20 @@ class Ledger:
         return self._conn
 
     async def record(self, rows: list[tuple[Any, ...]],
-                     invoices: list[tuple[Any, ...]] | None = None) -> None:
-        """Write until it is in: retried with backoff (0.2 s doubling to 10 s)."""
+                     invoices: list[tuple[Any, ...]] | None = None,
+                     sources: dict[int, Any] | None = None) -> None:
+        """Write until it is in: retried with backoff (0.2 s doubling to 10 s). A row whose
+        data PostgreSQL refuses is dead-lettered (`sources` maps id() of each row to its
+        record) and left out; the rest is written."""
         delay = 0.2
+        invoices = invoices or []
         while True:
             try:
                 conn = await self._connection()
-                if rows:
-                    self.recorded += await write(conn, rows)
-                if invoices:
-                    await write_invoices(conn, invoices)
+                try:
+                    await self._write(conn, rows, invoices)
+                except ROW_FAULT:
+                    await self._one_by_one(conn, rows, invoices, sources or {})
                 self.healthy = True
                 return
             except RETRY as exc:
@@ -137,8 +156,57 @@ class Ledger:
                 if self._conn is not None:
                     self._conn.terminate()
                     self._conn = None
+            except asyncpg.PostgresError as exc:
+                self.healthy = False
+                log.error("ledger: PostgreSQL refused the batch (%s: %s); retrying in %.1f s",
+                          type(exc).__name__, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    async def _write(self, conn: Any, rows: list[tuple[Any, ...]],
+                     invoices: list[tuple[Any, ...]]) -> None:
+        if rows:
+            self.recorded += await write(conn, rows)
+        if invoices:
+            await write_invoices(conn, invoices)
+
+    async def _one_by_one(self, conn: Any, rows: list[tuple[Any, ...]],
+                          invoices: list[tuple[Any, ...]], sources: dict[int, Any]) -> None:
+        """Write each row alone; dead-letter those refused for their data."""
+        for batch, commands in ((rows, True), (invoices, False)):
+            for one in batch:
+                try:
+                    if commands:
+                        self.recorded += await write(conn, [one])
+                    else:
+                        await write_invoices(conn, [one])
+                except ROW_FAULT as exc:
+                    tp, r = sources[id(one)]
+                    await self.dead_letter(tp, r, f"PostgreSQL refused it: "
+                                                  f"{type(exc).__name__}: {exc}")
+
+    async def dead_letter(self, tp: Any, r: Any, why: str) -> None:
+        """One record the ledger cannot store, to the dead-letter topic (delivered before the
+        ledger moves past it), with the reason."""
+        source = m.Source(tp.topic, tp.partition, r.offset, r.key, r.value,
+                          tuple(r.headers or ()))
+        dl = m.DeadLetter(source, m.INTERNAL_ERROR, f"the ledger cannot store this record: "
+                                                    f"{why}"[:500])
+        log.error("ledger: dead-lettered %s@%d:%d: %s", tp.topic, tp.partition, r.offset, why)
+        key, value, headers = wire.dead_letter(dl)
+        delay = 0.2
+        while True:
+            try:
+                await self._producer.send_and_wait(self.prefix + DEADLETTER, value, key=key,
+                                                   headers=headers)
+                break
+            except KafkaError as exc:  # the broker away: the record waits, unskipped
+                log.warning("ledger: cannot dead-letter (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+        self.dead_lettered += 1
+        if self.on_dead_letter is not None:
+            self.on_dead_letter(dl)
 
     async def run(self) -> None:
         topics = [*self.topics, *([self.invoices_changelog] if self.invoices_changelog else [])]
@@ -146,11 +214,14 @@ class Ledger:
                                     group_id=self.group, enable_auto_commit=False,
                                     auto_offset_reset="earliest", max_poll_records=5000,
                                     fetch_max_wait_ms=100, **self.timeouts)
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
+        await self._producer.start()
         await consumer.start()
         try:
             while True:
                 batch = await consumer.getmany(timeout_ms=1000)
                 rows = []
+                sources: dict[int, Any] = {}  # id(row) -> its record, to dead-letter it
                 # The newest state of each invoice, decoded once the batch has superseded
                 # the older ones (an invoice is often written several times in a batch).
                 states: dict[bytes, Any] = {}
@@ -163,23 +234,27 @@ class Ledger:
                     topic = tp.topic.removeprefix(self.prefix)
                     for r in records:
                         try:
-                            rows.append(row(topic, r.value, tp.partition, r.offset))
-                        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                            _skipped(tp, r, exc)  # not a command of ours: no reason to stop
+                            one = row(topic, r.value, tp.partition, r.offset)
+                        except NOT_OURS as exc:  # not a command of ours: no reason to stop
+                            await self.dead_letter(tp, r, f"not a command: {exc!r}")
+                            continue
+                        rows.append(one)
+                        sources[id(one)] = (tp, r)
                 invoices = []
                 for tp, r in states.values():
                     try:
-                        invoices.append(invoice_row(r.value))
-                    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                        _skipped(tp, r, exc)
+                        one = invoice_row(r.value)
+                    except NOT_OURS as exc:
+                        await self.dead_letter(tp, r, f"not an invoice state: {exc!r}")
+                        continue
+                    invoices.append(one)
+                    sources[id(one)] = (tp, r)
                 if rows or invoices:
-                    await self.record(rows, invoices)
+                    await self.record(rows, invoices, sources)
+                if batch:
                     await consumer.commit()
         finally:
             await consumer.stop()
+            await self._producer.stop()
             if self._conn is not None:
                 await self._conn.close()
-
-
-def _skipped(tp: Any, r: Any, exc: Exception) -> None:
-    log.warning("ledger: skipped %s@%d:%d: %r", tp.topic, tp.partition, r.offset, exc)

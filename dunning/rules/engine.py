@@ -7,14 +7,17 @@ the reference the streaming worker is checked against, and what tests and benchm
 from __future__ import annotations
 
 import heapq
+import traceback
 from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Any
 
 from dunning.config.policy import Policy
 from dunning.rules import model as m
 from dunning.rules.invoice import Invoice, Out, Signal, advance, apply, issue
 from dunning.rules.schedule import Schedule
 from dunning.rules.subject import Subject, apply_signal
-from dunning.rules.times import DAY
+from dunning.rules.times import DAY, MAX_TIME, format_time
 
 ORPHAN_DAYS = 7
 
@@ -36,10 +39,59 @@ class Held:
     held_at: int | None
 
 
+class _Reject(Exception):
+    """An event the rules find cannot be right once applied: undone and dead-lettered."""
+
+    def __init__(self, error: str, reason: str) -> None:
+        super().__init__(reason)
+        self.error, self.reason = error, reason
+
+
+class _Copier:
+    """Copies of a slotted object's state, to put it back as it was when processing a record
+    fails half-way (contract §2: the invoice's state stays as it was before that record).
+    `in_place` names the slots whose containers the rules change in place; the rest are
+    replaced whole, so sharing them is safe (a test checks no other slot holds a container)."""
+
+    def __init__(self, cls: type, in_place: tuple[str, ...]) -> None:
+        self.slots: tuple[str, ...] = cls.__slots__  # type: ignore[attr-defined]
+        self._get = attrgetter(*self.slots)
+        self._copy = [self.slots.index(name) for name in in_place]
+
+    def copy(self, obj: Any) -> list[Any]:
+        values = list(self._get(obj))
+        for i in self._copy:
+            value = values[i]
+            if value is not None:
+                values[i] = value.copy()
+        return values
+
+    def restore(self, obj: Any, values: list[Any]) -> None:
+        for name, value in zip(self.slots, values, strict=True):
+            setattr(obj, name, value)
+
+
+INVOICE_STATE = _Copier(Invoice, ("actions", "payments", "seen"))
+SUBJECT_STATE = _Copier(Subject, ("holders", "versions"))
+
+
+def internal_error(source: m.Source | None, exc: BaseException, what: str = "") -> m.DeadLetter:
+    """The dead letter of a record whose processing raised: the error and where it arose."""
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    at = f" (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno} in {where.name})" \
+        if where else ""
+    reason = f"processing {what}failed: {type(exc).__name__}: {exc}"[:400] + at
+    return m.DeadLetter(source or m.Source(""), m.INTERNAL_ERROR, reason)
+
+
 class Engine:
-    def __init__(self, policy: Policy, orphan_days: int = ORPHAN_DAYS) -> None:
+    def __init__(self, policy: Policy, orphan_days: int = ORPHAN_DAYS,
+                 max_tick_jump: int = 0) -> None:
         self.policy = policy
         self.orphan_after = orphan_days * DAY
+        # Contract §4: a tick moving logical time further than this at once is refused unless
+        # confirmed (seconds; 0 = no guard, as simulations that jump months want).
+        self.max_tick_jump = max_tick_jump
         self.clock = 0  # logical now: the newest tick seen; 0 before the first
         self.invoices: dict[str, Invoice] = {}
         self.held: dict[str, list[Held]] = {}
@@ -58,7 +110,11 @@ class Engine:
         outcome, out = self.step(event)
         commands = out.commands
         for sig in out.signals:
-            commands += self.signal(sig)
+            try:
+                commands += self.signal(sig)
+            except Exception as exc:  # the subject stays as it was (see apply_safely)
+                out.dead_letters.append(
+                    internal_error(event.source, exc, f"the signal to {sig.subject_key} "))
         return Result(outcome, commands, out.dead_letters)
 
     def step(self, event: m.Event) -> tuple[str, Out]:
@@ -67,13 +123,47 @@ class Engine:
         out = Out()
         if isinstance(event, m.ClockTick):
             return self._tick(event, out), out
-        return self._event(event, out), out
+        iid = event.invoice_id
+        kept = self._keep(iid)
+        try:
+            return self._event(event, out), out
+        except _Reject as exc:
+            self._put_back(iid, kept)
+            return m.DEAD_LETTERED, Out(dead_letters=[
+                m.DeadLetter(event.source or m.Source(""), exc.error, exc.reason)])
+        except Exception as exc:  # no record can stop the worker (contract §2)
+            self._put_back(iid, kept)
+            return m.DEAD_LETTERED, Out(dead_letters=[internal_error(event.source, exc)])
+
+    def _keep(self, iid: str) -> tuple[Any, ...]:
+        """What one event may change of an invoice, to put back if it fails."""
+        inv = self.invoices.get(iid)
+        held = self.held.get(iid)
+        return (None if inv is None else INVOICE_STATE.copy(inv),
+                None if held is None else list(held), self.schedule.at(iid),
+                iid in self._unclocked)
+
+    def _put_back(self, iid: str, kept: tuple[Any, ...]) -> None:
+        state, held, at, unclocked = kept
+        if state is None:
+            self.invoices.pop(iid, None)
+        else:
+            INVOICE_STATE.restore(self.invoices[iid], state)
+        if held is None:
+            self.held.pop(iid, None)
+        else:
+            self.held[iid] = held
+        self.schedule.set(iid, at)
+        if unclocked:
+            self._unclocked.add(iid)
+        else:
+            self._unclocked.discard(iid)
 
     def signal(self, sig: Signal) -> list[m.Command]:
         subj = self.subjects.get(sig.subject_key)
         if subj is None:
             subj = self.subjects[sig.subject_key] = Subject(sig.subject_kind, sig.subject_id)
-        return apply_signal(subj, sig)[1]
+        return apply_safely(subj, sig)[1]
 
     # -- events --------------------------------------------------------------------------
 
@@ -91,6 +181,7 @@ class Engine:
             early = [held.event for held in self.held.pop(iid, ())]
             inv = self.invoices[iid] = issue(event, terms, self.clock, out, early)
             self._unclocked.discard(iid)
+            _check_dates(inv)
             outcome = m.APPLIED
         else:
             return self._hold(event)
@@ -118,6 +209,17 @@ class Engine:
         now = tick.now
         if now < self.clock:
             return m.IGNORED  # logical time never goes backwards
+        if self.clock and self.max_tick_jump and now - self.clock > self.max_tick_jump \
+                and not tick.confirmed:
+            # One wrong tick (a year 9000 typo) would fire every pending suspension and
+            # deletion at once, and deletion is irreversible (contract §4).
+            out.dead_letters.append(m.DeadLetter(
+                tick.source or m.Source(""), m.CLOCK_JUMP,
+                f"the tick would move logical time from {format_time(self.clock)} to "
+                f"{format_time(now)}, {(now - self.clock) / DAY:.1f} days at once; the limit "
+                f"is {self.max_tick_jump / DAY:g} days (--max-tick-jump). If it is meant, "
+                "send it again with the header dunning.confirm: jump"))
+            return m.DEAD_LETTERED
         self.clock = now
         touched = self.touched
         for iid in self._unclocked:  # orphans held before the first tick start their wait now
@@ -142,18 +244,40 @@ class Engine:
                 if at is not None:
                     due.append((at, iid))
         heapq.heapify(due)
+        # An invoice whose rules raise is put back as it was before this tick, without what
+        # it emitted in it (spans of out's lists), and tried again at the next tick.
+        before: dict[str, list[Any]] = {}
+        spans: dict[str, list[tuple[int, int, int, int]]] = {}
         while due:
             at, iid = heapq.heappop(due)
             inv = self.invoices[iid]
-            signals = len(out.signals)
-            advance(inv, now, tick.event_id, out, until=at)
+            if iid not in before:
+                before[iid] = INVOICE_STATE.copy(inv)
+            commands, signals = len(out.commands), len(out.signals)
+            try:
+                advance(inv, now, tick.event_id, out, until=at)
+            except Exception as exc:
+                self._undo_tick(iid, before[iid], spans.pop(iid, []), commands, signals, out)
+                out.dead_letters.append(internal_error(tick.source, exc, f"invoice {iid} "))
+                continue
             out.signal_at += [at] * (len(out.signals) - signals)
+            spans.setdefault(iid, []).append(
+                (commands, len(out.commands), signals, len(out.signals)))
             following = inv.next_at()
             if following is not None and following <= now:
                 heapq.heappush(due, (following, iid))
             else:
                 self.schedule.set(iid, following)
         return m.APPLIED
+
+    def _undo_tick(self, iid: str, state: list[Any], spans: list[tuple[int, int, int, int]],
+                   commands: int, signals: int, out: Out) -> None:
+        inv = self.invoices[iid]
+        INVOICE_STATE.restore(inv, state)
+        del out.commands[commands:], out.signals[signals:], out.signal_at[signals:]
+        for c0, c1, s0, s1 in reversed(spans):  # later spans first: earlier ones keep place
+            del out.commands[c0:c1], out.signals[s0:s1], out.signal_at[s0:s1]
+        self.schedule.set(iid, inv.next_at())  # still due: tried again at the next tick
 
     def _expire(self, iid: str, now: int, out: Out) -> None:
         waiting = self.held.get(iid, [])
@@ -173,3 +297,22 @@ class Engine:
         else:
             self.held.pop(iid, None)
         self._schedule_expiry(iid)
+
+
+def apply_safely(subj: Subject, sig: Signal) -> tuple[str, list[m.Command]]:
+    """`apply_signal`, leaving the subject as it was if the rules raise (which they pass on)."""
+    kept = SUBJECT_STATE.copy(subj)
+    try:
+        return apply_signal(subj, sig)
+    except Exception:
+        SUBJECT_STATE.restore(subj, kept)
+        raise
+
+
+def _check_dates(inv: Invoice) -> None:
+    """Every date an invoice is issued with must print as an RFC 3339 time (the contract's
+    input range, years 1970 to 9998, still lets a policy's days run past 9999)."""
+    times = [inv.due_at, inv.charge_at, inv.next_reminder, *(at for at, _, _ in inv.actions)]
+    if max(t for t in times if t is not None) > MAX_TIME:
+        raise _Reject(m.INVALID_FIELD, "the invoice's collection dates (due date and the "
+                                       "policy's stages) run past the year 9998")

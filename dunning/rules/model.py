@@ -6,16 +6,20 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+Headers = tuple[tuple[str, bytes], ...]
+
 
 @dataclass(slots=True)
 class Source:
-    """Where an input record came from: enough to dead-letter it unchanged later."""
+    """Where an input record came from: enough to dead-letter it unchanged later (its key,
+    its exact value, None for a tombstone, and the producer's headers)."""
 
     topic: str
     partition: int = 0
     offset: int = 0
     key: bytes | None = None
-    value: bytes = b""
+    value: bytes | None = b""
+    headers: Headers = ()
 
 
 @dataclass(slots=True, kw_only=True)
@@ -83,6 +87,8 @@ class RequestCompleted(Event):
 @dataclass(slots=True, kw_only=True)
 class ClockTick(Event):
     now: int
+    # The producer confirmed a jump past the clock guard (header `dunning.confirm: jump`).
+    confirmed: bool = False
 
 
 @dataclass(slots=True)
@@ -126,3 +132,7 @@ UNKNOWN_TYPE = "unknown_type"
 CURRENCY_MISMATCH = "currency_mismatch"
 ORPHAN = "orphan"
 TOO_LARGE = "too_large"
+CLOCK_JUMP = "clock_jump"  # v1.1: a tick refused by the jump guard
+INTERNAL_ERROR = "internal_error"  # v1.1: processing the record failed unexpectedly
+DLQ_CODES = (MALFORMED_JSON, MISSING_FIELD, INVALID_FIELD, UNKNOWN_TYPE, CURRENCY_MISMATCH,
+             ORPHAN, TOO_LARGE, CLOCK_JUMP, INTERNAL_ERROR)

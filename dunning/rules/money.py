@@ -26,7 +26,7 @@ _TWO = (
 )
 EXPONENTS: dict[str, int] = {**dict.fromkeys(_TWO.split(), 2), **_EXPONENTS}
 _QUANTA = {e: Decimal(1).scaleb(-e) for e in set(EXPONENTS.values())}
-_AMOUNT = re.compile(r"\d{1,15}(?:\.\d{1,8})?")
+_AMOUNT = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,8})?")  # ASCII: `\d` takes any Unicode digit
 ZERO = Decimal(0)
 
 

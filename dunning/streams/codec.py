@@ -6,6 +6,7 @@ Decimal within its currency's places, times are epoch seconds.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -14,12 +15,19 @@ import orjson
 from dunning.rules import model as m
 from dunning.rules.engine import Engine, Result
 from dunning.rules.money import is_currency, parse_amount
-from dunning.rules.times import parse_time
+from dunning.rules.times import DAY, parse_time
 from dunning.streams.topics import EVENT_TYPES
 
 MAX_RECORD_BYTES = 64 * 1024  # invoice events are small; anything this big is a producer bug
 MAX_ID_CHARS = 200
 OVERRIDE_TIMES = ("request_cancel_at", "suspend_at", "delete_at")
+# Contract §2: day counts and dates set on an invoice lie within 0 to 3 650 days (of its
+# issue), so that nothing derived from them leaves the range times can be printed in.
+MAX_DAYS = 3650
+# Control characters (C0, DEL, C1): never part of an id, and PostgreSQL refuses NUL in text.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A tick that carries this header got past the clock guard on purpose (contract §4).
+H_CONFIRM, CONFIRM_JUMP = "dunning.confirm", b"jump"
 _TOPIC_OF = {t: topic for topic, types in EVENT_TYPES.items() for t in types}
 
 
@@ -44,6 +52,8 @@ def _id(doc: dict[str, Any], name: str, kind: str, required: bool = True) -> str
         raise Invalid(
             m.INVALID_FIELD, f"{name} must be a non-empty string of at most {MAX_ID_CHARS} chars"
         )
+    if _CONTROL.search(value):
+        raise Invalid(m.INVALID_FIELD, f"{name} must not contain control characters")
     return value
 
 
@@ -98,7 +108,16 @@ def _bool(doc: dict[str, Any], name: str, kind: str, default: bool | None = None
     return value
 
 
-def _overrides(doc: dict[str, Any]) -> dict[str, Any]:
+def _within(name: str, at: int, issued_at: int) -> int:
+    """A date set on an invoice: not before its issue, and within MAX_DAYS of it."""
+    if at < issued_at:
+        raise Invalid(m.INVALID_FIELD, f"{name} is before issued_at")
+    if at > issued_at + MAX_DAYS * DAY:
+        raise Invalid(m.INVALID_FIELD, f"{name} is more than {MAX_DAYS} days after issued_at")
+    return at
+
+
+def _overrides(doc: dict[str, Any], issued_at: int) -> dict[str, Any]:
     raw = doc.get("overrides")
     if raw is None:
         return {}
@@ -111,20 +130,20 @@ def _overrides(doc: dict[str, Any]) -> dict[str, Any]:
         if name == "reminder_every_days":
             if value is False:
                 out[name] = False
-            elif isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            elif isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_DAYS:
                 out[name] = value
             else:
-                raise Invalid(
-                    m.INVALID_FIELD, "overrides.reminder_every_days must be a whole number > 0"
-                )
+                raise Invalid(m.INVALID_FIELD, "overrides.reminder_every_days must be a whole "
+                                               f"number from 1 to {MAX_DAYS}, or false")
         elif name in OVERRIDE_TIMES:
             if value is False:
                 out[name] = False
             else:
                 try:
-                    out[name] = parse_time(value)
+                    at = parse_time(value)
                 except ValueError as exc:
                     raise Invalid(m.INVALID_FIELD, f"overrides.{name}: {exc}") from None
+                out[name] = _within(f"overrides.{name}", at, issued_at)
         else:
             raise Invalid(m.INVALID_FIELD, f"overrides has an unknown key {name!r}")
     return out
@@ -135,12 +154,15 @@ def _issued(doc: dict[str, Any], base: dict[str, Any]) -> m.Event:
     currency = _currency(doc, kind)
     if doc.get("request_status") == "pending" and doc.get("request_id") is None:
         raise Invalid(m.MISSING_FIELD, "a pending request needs its request_id")
+    issued_at = _time(doc, "issued_at", kind)
+    assert issued_at is not None
+    due_at = _time(doc, "due_at", kind, required=False)
     return m.InvoiceIssued(
         **base,
         customer_id=_id(doc, "customer_id", kind),
         amount=_money(doc, "amount", kind, currency),
         currency=currency,
-        issued_at=_time(doc, "issued_at", kind),
+        issued_at=issued_at,
         customer_class=_id(doc, "customer_class", kind, required=False),
         order_id=_id(doc, "order_id", kind, required=False),
         reseller_id=_id(doc, "reseller_id", kind, required=False),
@@ -148,10 +170,10 @@ def _issued(doc: dict[str, Any], base: dict[str, Any]) -> m.Event:
         document=_choice(doc, "document", ("invoice", "debit_note"), "invoice"),
         kind=_choice(doc, "kind", ("regular", "out_of_turn"), "regular"),
         origin=_choice(doc, "origin", ("manual", "system"), "manual"),
-        due_at=_time(doc, "due_at", kind, required=False),
+        due_at=None if due_at is None else _within("due_at", due_at, issued_at),
         request_id=_id(doc, "request_id", kind, required=False),
         request_status=_choice(doc, "request_status", ("pending", "completed"), None),
-        overrides=_overrides(doc),
+        overrides=_overrides(doc, issued_at),
     )
 
 
@@ -199,7 +221,9 @@ def _completed(doc: dict[str, Any], base: dict[str, Any]) -> m.Event:
 
 
 def _tick(doc: dict[str, Any], base: dict[str, Any]) -> m.Event:
-    return m.ClockTick(**base, now=_time(doc, "now", "clock.tick"))
+    source = base["source"]
+    confirmed = source is not None and (H_CONFIRM, CONFIRM_JUMP) in source.headers
+    return m.ClockTick(**base, now=_time(doc, "now", "clock.tick"), confirmed=confirmed)
 
 
 _BUILDERS = {
@@ -221,6 +245,7 @@ def parse(doc: Any, topic: str, source: m.Source | None = None) -> m.Event:
     etype = doc.get("type")
     if etype is None:
         raise Invalid(m.MISSING_FIELD, "the record has no 'type'")
+    # A type that is not a string (a list, an object) is no type dunning knows either.
     builder = _BUILDERS.get(etype) if isinstance(etype, str) else None
     if builder is None:
         raise Invalid(m.UNKNOWN_TYPE, f"{etype!r} is not an event type dunning knows")
@@ -241,16 +266,19 @@ def decode(
     value: bytes | None,
     partition: int = 0,
     offset: int = 0,
+    headers: Any = (),
     max_bytes: int = MAX_RECORD_BYTES,
 ) -> m.Event | m.DeadLetter:
     """One input record as an event, or as a dead letter that says why not."""
-    source = m.Source(topic, partition, offset, key, value or b"")
-    if value is not None and len(value) > max_bytes:
+    source = m.Source(topic, partition, offset, key, value, tuple(headers or ()))
+    if value is None:
+        return m.DeadLetter(source, m.MALFORMED_JSON, "the record has no value (a tombstone)")
+    if len(value) > max_bytes:
         return m.DeadLetter(
             source, m.TOO_LARGE, f"the record is {len(value)} bytes; the limit is {max_bytes}"
         )
     try:
-        doc = orjson.loads(value or b"")
+        doc = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         return m.DeadLetter(source, m.MALFORMED_JSON, f"the value is not UTF-8 JSON: {exc}")
     try:
@@ -260,10 +288,10 @@ def decode(
 
 
 def feed(engine: Engine, topic: str, key: bytes | None, value: bytes | None,
-         partition: int = 0, offset: int = 0) -> Result:
+         partition: int = 0, offset: int = 0, headers: Any = ()) -> Result:
     """One raw input record through the edge into the engine: its outcome, commands and
     dead letters (the record itself, when it fails validation)."""
-    event = decode(topic, key, value, partition, offset)
+    event = decode(topic, key, value, partition, offset, headers)
     if isinstance(event, m.DeadLetter):
         return Result(m.DEAD_LETTERED, [], [event])
     return engine.handle(event)

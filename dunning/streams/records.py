@@ -77,8 +77,8 @@ def forward_headers(topic: str, partition: int, offset: int, key: bytes | None,
     return out
 
 
-def forwarded_source(headers: Any, value: bytes) -> tuple[m.Source, Headers]:
-    """The input record behind a forwarded one, and the producer's own headers."""
+def forwarded_source(headers: Any, value: bytes | None) -> m.Source:
+    """The input record behind a forwarded one, with the producer's own headers."""
     topic, partition, offset, key = "", 0, 0, None
     theirs: Headers = []
     for k, v in headers or ():
@@ -92,13 +92,13 @@ def forwarded_source(headers: Any, value: bytes) -> tuple[m.Source, Headers]:
             key = v
         else:
             theirs.append((k, v))
-    return m.Source(topic, partition, offset, key, value), theirs
+    return m.Source(topic, partition, offset, key, value, tuple(theirs))
 
 
-def dead_letter(dl: m.DeadLetter, headers: Headers = ()) -> tuple[bytes | None, bytes, Headers]:
+def dead_letter(dl: m.DeadLetter) -> tuple[bytes | None, bytes | None, Headers]:
     """The rejected record unchanged (key, value, its headers) plus the dlq.* headers."""
     src = dl.source
-    return src.key, src.value, [*headers,
+    return src.key, src.value, [*src.headers,
         ("dlq.error", dl.error.encode()),
         ("dlq.reason", dl.reason.encode()),
         ("dlq.topic", src.topic.encode()),
@@ -119,7 +119,7 @@ def type_label(value: bytes | None) -> str:
     except orjson.JSONDecodeError:
         return "unknown"
     etype = doc.get("type") if isinstance(doc, dict) else None
-    return etype if etype in _KNOWN else "unknown"
+    return etype if isinstance(etype, str) and etype in _KNOWN else "unknown"
 
 
 # On the signals log: ["s", order, signal] and ["m", clock, invoice partition]. `order` sorts a

@@ -43,9 +43,9 @@ def _rows_of(data: Mapping[bytes, bytes], prefix: bytes, partition: int,
 
 
 def rebuild_engine(policy: Policy, data: Mapping[bytes, bytes], partition: int,
-                   partitions: int) -> Engine:
+                   partitions: int, max_tick_jump: int = 0) -> Engine:
     """The engine of one events partition, as its rows in the table left it."""
-    engine = Engine(policy)
+    engine = Engine(policy, max_tick_jump=max_tick_jump)
     engine.touched = set()
     raw = data.get(clock_key(partition))
     if raw is not None:

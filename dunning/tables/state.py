@@ -29,7 +29,9 @@ from dunning.rules.subject import Subject
 from dunning.rules.times import DAY, format_time
 from dunning.streams.codec import decode
 
-INVOICE_VERSION = SUBJECT_VERSION = HELD_VERSION = SIGNAL_VERSION = 1
+INVOICE_VERSION = SUBJECT_VERSION = SIGNAL_VERSION = 1
+# Held v2 keeps each record's headers (v1 rows, without them, still decode).
+HELD_VERSION = 2
 
 Convert = Callable[[Any], Any]
 
@@ -131,15 +133,16 @@ class _Layout:
         return obj
 
 
-def _frame(data: bytes, what: str, version: int) -> list[Any]:
-    """The JSON array inside `data`, checked to be of `version`."""
+def _frame(data: bytes, what: str, version: int, *older: int) -> list[Any]:
+    """The JSON array inside `data`, checked to be of `version` (or one of the `older`
+    versions its decoder migrates)."""
     try:
         row = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"{what} state is not JSON: {exc}") from None
     if type(row) is not list or not row:
         raise ValueError(f"{what} state is not a JSON array led by its format version")
-    if type(row[0]) is not int or row[0] != version:
+    if type(row[0]) is not int or (row[0] != version and row[0] not in older):
         raise ValueError(f"{what} state has format version {row[0]!r}; this dunning reads "
                          f"version {version}")
     return row
@@ -243,6 +246,10 @@ def decode_signal(data: bytes) -> Signal:
 # (keys need not be UTF-8), and ASCII, the usual case, stays as it is.
 
 
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode("latin-1")
+
+
 def encode_held(held: list[Held]) -> bytes:
     rows: list[Any] = [HELD_VERSION]
     for h in held:
@@ -250,28 +257,32 @@ def encode_held(held: list[Held]) -> bytes:
         if src is None:
             raise ValueError(f"held {h.event.type} {h.event.event_id} has no source record; "
                              "without one it could not be dead-lettered after a restart")
-        key = None if src.key is None else src.key.decode("latin-1")
-        rows.append([src.topic, src.partition, src.offset, key, src.value.decode("latin-1"),
-                     h.held_at])
+        rows.append([src.topic, src.partition, src.offset, _text(src.key), _text(src.value),
+                     h.held_at, [[k, _text(v)] for k, v in src.headers]])
     return orjson.dumps(rows)
 
 
 def decode_held(data: bytes) -> list[Held]:
-    rows = _frame(data, "held", HELD_VERSION)
+    rows = _frame(data, "held", HELD_VERSION, 1)
+    if rows[0] == 1:  # before headers were kept
+        rows[1:] = [[*row, []] if type(row) is list else row for row in rows[1:]]
     return [_held(row, n) for n, row in enumerate(rows[1:], 1)]
 
 
 def _held(row: Any, n: int) -> Held:
-    if type(row) is not list or len(row) != 6:
-        raise ValueError(f"held event {n} is not [topic, partition, offset, key, value, held_at]")
-    topic, partition, offset, key, value, held_at = row
+    if type(row) is not list or len(row) != 7:
+        raise ValueError(f"held event {n} is not [topic, partition, offset, key, value, "
+                         "held_at, headers]")
+    topic, partition, offset, key, value, held_at, headers = row
     try:
         raw_key = None if key is None else key.encode("latin-1")
         raw = value.encode("latin-1")
-    except (AttributeError, ValueError) as exc:
-        raise ValueError(f"held event {n}: key and value must be latin-1 text: {exc}") from None
+        raw_headers = tuple((k, v.encode("latin-1")) for k, v in headers)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ValueError(f"held event {n}: key, value and headers must be latin-1 text: "
+                         f"{exc}") from None
     # The record passed the size limit when it arrived; a lower limit since must not drop it.
-    event = decode(topic, raw_key, raw, partition, offset, max_bytes=len(raw))
+    event = decode(topic, raw_key, raw, partition, offset, raw_headers, max_bytes=len(raw))
     if isinstance(event, m.DeadLetter):
         raise ValueError(f"held event {n} ({topic} partition {partition} offset {offset}) no "
                          f"longer decodes: {event.error}: {event.reason}")

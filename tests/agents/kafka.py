@@ -27,6 +27,8 @@ class Worker:
     app_id: str
     policy: str | None = None
     partitions: int = 4
+    # Days; the test timelines jump weeks at once, so the guard is off unless a test wants it.
+    max_tick_jump: float = 0
     log_path: str = ""
     database_url: str | None = None
     cwd: str | None = None  # where `.dunning/` (the embedded PostgreSQL) goes
@@ -38,7 +40,7 @@ class Worker:
                 "--app-id", self.app_id, "--web-port", str(self.web_port),
                 "--web-host", "127.0.0.1",
                 "--partitions", str(self.partitions), "--rebalance-timeout", "2",
-                "--session-timeout", "6",
+                "--session-timeout", "6", "--max-tick-jump", f"{self.max_tick_jump:g}",
                 "--log-level", os.environ.get("DUNNING_TEST_WORKER_LOG", "warn")]
         if self.policy:
             args += ["--policy", self.policy]

@@ -60,14 +60,12 @@ class Recorder(Driver):
     def __init__(self, policy: str = POLICY) -> None:
         super().__init__(policy)
         self.script: list[Record] = []
-        feed = self.engine.feed
 
-        def recording(topic: str, key: bytes | None, value: bytes, partition: int = 0,
-                      offset: int = 0) -> Any:
-            self.script.append((topic, key, value))
-            return feed(topic, key, value, partition, offset)
-
-        self.engine.feed = recording  # type: ignore[method-assign]
+    def feed(self, topic: str, key: bytes | None, value: bytes | None, offset: int,
+             headers: Any = ()) -> Any:
+        self.script.append((topic, key, value, list(headers)) if headers else  # type: ignore[arg-type]
+                           (topic, key, value))
+        return super().feed(topic, key, value, offset, headers)
 
     def raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         self.send(value, topic=topic, key=key)

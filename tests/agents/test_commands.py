@@ -9,8 +9,10 @@ import time
 
 import orjson
 
+from dunning.rules import model as m
 from dunning.streams import topics
 from dunning.streams.broker import free_port
+from dunning.streams.codec import decode
 from dunning.streams.records import H_AFTER, after_header, after_of
 from tests.agents.kafka import Broker, Client
 
@@ -48,6 +50,24 @@ def test_tick_at_sends_one_tick_with_its_time_as_id():
         assert orjson.loads(record.value) == {
             "type": "clock.tick", "event_id": "tick-2026-03-01T00:00:00Z",
             "now": "2026-03-01T00:00:00Z"}
+    finally:
+        client.close()
+        broker.stop()
+
+
+def test_tick_confirm_jump_sends_the_header_the_clock_guard_lets_through():
+    broker = Broker()
+    client = Client(broker, "ticks")
+    try:
+        for flags in ((), ("--confirm-jump",)):
+            done = subprocess.run(dunning("tick", "--broker", broker.url, "--at", "2026-03-01",
+                                          *flags), capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+        plain, confirmed = client.read([topics.CLOCK])
+        assert ("dunning.confirm", b"jump") not in plain.headers
+        assert ("dunning.confirm", b"jump") in confirmed.headers
+        tick = decode(topics.CLOCK, None, confirmed.value, 0, 1, confirmed.headers)
+        assert isinstance(tick, m.ClockTick) and tick.confirmed
     finally:
         client.close()
         broker.stop()

@@ -295,7 +295,7 @@ def test_dashboard_and_alert_rules_query_metrics_the_worker_serves(run):
             "Invoices by status", "Processing latency"} <= titles
     alerts = {r["alert"] for g in rules["groups"] for r in g["rules"]}
     assert alerts == {"DunningLagGrowing", "DunningTickLag", "DunningDeadLetters",
-                      "DunningWorkerDown"}
+                      "DunningClockRejected", "DunningInternalErrors", "DunningWorkerDown"}
 
 
 def test_compose_file_describes_the_production_stack():

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from typing import Any
 
 import asyncpg
 import orjson
@@ -187,6 +188,52 @@ def test_the_read_model_keeps_the_newest_state_and_skips_what_is_not_ours(databa
         rows = query(database, "SELECT invoice_id, status, amount_paid, amount_due FROM invoices")
         assert [(r["invoice_id"], r["status"], str(r["amount_paid"]), str(r["amount_due"]))
                 for r in rows] == [("inv-1", "partially_paid", "40.00", "60.00")]
+        # Skipped only once dead-lettered, each with the reason and where it was read.
+        dead = {r.value: dict(r.headers) for r in client.dead_letters()}
+        assert set(dead) == {b"[1, \"not a state\"]", b"{\"not\": \"a command\"}"}
+        for headers in dead.values():
+            assert headers["dlq.error"] == b"internal_error"
+            assert headers["dlq.reason"].startswith(b"the ledger cannot store this record: not ")
+        assert dead[b"{\"not\": \"a command\"}"]["dlq.topic"] == topics.BILLING.encode()
+        assert ledger.dead_lettered == 2
     finally:
         client.close()
+        broker.stop()
+
+
+def test_a_command_postgresql_refuses_is_dead_lettered_and_the_rest_recorded(database):
+    """A NUL in a command's text (jsonb and text refuse it): only that command is set aside,
+    with PostgreSQL's reason and the producer's headers; the batch's others are recorded and
+    the ledger goes on."""
+    broker = Broker()
+    client = Client(broker, "unused")
+    bad = orjson.dumps(command(3, invoice_id="inv-\u0000"))
+    records: list[Any] = [(topics.NOTIFICATIONS, b"k", orjson.dumps(command(n)))
+                          for n in range(6) if n != 3]
+    records.insert(3, (topics.NOTIFICATIONS, b"k-bad", bad, [("trace", b"t-3")]))
+    client.send(records)
+    seen: list[Any] = []
+    ledger = Ledger(broker.bootstrap, "app-ledger", database, on_dead_letter=seen.append)
+    thread, loop = run_ledger(ledger)
+    try:
+        wait_for(lambda: ledger.recorded == 5 and ledger.dead_lettered == 1)
+        client.send([(topics.NOTIFICATIONS, b"k", orjson.dumps(command(n))) for n in (6, 7)])
+        wait_for(lambda: ledger.recorded == 7)
+        assert thread.is_alive()
+    finally:
+        stop_ledger(thread, loop)
+        client.close()
+    try:
+        assert sorted(r["command_id"] for r in query(
+            database, "SELECT command_id FROM command_log")) == [
+            f"cmd-{n}" for n in (0, 1, 2, 4, 5, 6, 7)]
+        (dl,) = Client(broker, "unused").dead_letters()
+        headers = dict(dl.headers)
+        assert (dl.key, dl.value) == (b"k-bad", bad)  # the record unchanged
+        assert headers["trace"] == b"t-3"
+        assert headers["dlq.error"] == b"internal_error"
+        assert b"PostgreSQL refused it" in headers["dlq.reason"]
+        assert headers["dlq.topic"] == topics.NOTIFICATIONS.encode()
+        assert [d.error for d in seen] == ["internal_error"]
+    finally:
         broker.stop()

@@ -262,6 +262,37 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("charge.failed", {"hard": "yes"}),
     ("charge.failed", {"hard": 1}),
     ("request.completed", {"without_payment": "no"}),
+    # v1.1, validation at the edge (contract §2 "No record can stop the worker")
+    # ids with control characters (PostgreSQL refuses NUL in text; C0, DEL and C1 in general)
+    ("invoice.issued", {"invoice_id": "H-id-nul\u0000X"}),
+    ("invoice.issued", {"customer_id": "c\u001f1"}),
+    ("invoice.issued", {"order_id": "o\u007f1"}),
+    ("invoice.issued", {"reseller_id": "r\u00851"}),
+    ("invoice.issued", {"event_id": "e\n1"}),
+    ("payment.applied", {"payment_id": "p\t1"}),
+    ("clock.tick", {"event_id": "tick\u0000"}),
+    # amounts in ASCII digits only
+    ("invoice.issued", {"amount": "١٠٠.٠٠"}),  # Arabic-Indic
+    ("payment.applied", {"amount": "３０.５０"}),  # full-width
+    ("invoice.adjusted", {"amount": "८०.००"}),  # Devanagari
+    # times in years 1970 to 9998, UTC, in ASCII digits
+    ("invoice.issued", {"issued_at": "9999-12-31T23:59:59-01:00"}),  # year 10000 in UTC
+    ("invoice.issued", {"issued_at": "9999-01-01T00:00:00Z"}),
+    ("invoice.issued", {"issued_at": "1969-12-31T23:59:59Z"}),
+    ("invoice.issued", {"issued_at": "1970-01-01T00:30:00+01:00"}),  # 1969 in UTC
+    ("invoice.issued", {"issued_at": "٢٠٢٦-01-10T00:00:00Z"}),
+    ("invoice.issued", {"issued_at": "2026-01-10T23:59:60Z"}),  # no leap seconds
+    ("clock.tick", {"now": "9999-06-01T00:00:00Z"}),
+    ("invoice.issued", {"overrides": {"delete_at": "9999-12-31T00:00:00Z"}}),
+    # day counts and dates set on an invoice within 0 to 3 650 days of its issue
+    ("invoice.issued", {"overrides": {"reminder_every_days": 1_000_000_000_000_000}}),
+    ("invoice.issued", {"overrides": {"reminder_every_days": 3651}}),
+    ("invoice.issued", {"due_at": "2026-01-09T23:59:59Z"}),  # before issued_at (T0)
+    ("invoice.issued", {"overrides": {"suspend_at": "2026-01-09T00:00:00Z"}}),
+    ("invoice.issued", {"overrides": {"delete_at": "2025-12-31T00:00:00Z"}}),
+    ("invoice.issued", {"overrides": {"request_cancel_at": "2026-01-01T00:00:00Z"}}),
+    ("invoice.issued", {"due_at": "2036-01-09T00:00:01Z"}),  # 3 650 days and a second
+    ("invoice.issued", {"overrides": {"delete_at": "2040-01-01T00:00:00Z"}}),
 ]
 
 
@@ -334,3 +365,53 @@ def test_a_record_keyed_otherwise_is_processed_by_its_invoice_id(key: bytes | No
     assert (last["status"], last["amount_paid"]) == ("partially_paid", "40.00")
     d.tick("2026-02-15")
     assert len(d.of("service.suspend")) == 1
+
+
+# -- v1.1: the edge keeps what it rejects exactly ---------------------------------------------
+
+
+def test_dates_on_the_edge_of_their_range_are_accepted() -> None:
+    e = run("invoice.issued", due_at=T0, overrides={
+        "reminder_every_days": 3650, "suspend_at": T0,
+        "delete_at": "2036-01-08T00:00:00Z"})  # 3 650 days after T0
+    assert isinstance(e, m.InvoiceIssued)
+    assert e.due_at == EPOCH_T0 and e.overrides["delete_at"] == EPOCH_T0 + 3650 * 86_400
+    tick = run("clock.tick", now="9998-12-31T23:59:59Z")
+    assert isinstance(tick, m.ClockTick)
+    assert isinstance(run("clock.tick", now="1970-01-01T00:00:00Z"), m.ClockTick)
+
+
+def test_a_type_that_is_not_a_string_is_an_unknown_type() -> None:
+    for etype in (["invoice.issued"], {"name": "invoice.issued"}, None):
+        value = orjson.dumps({**VALID["invoice.issued"][1], "type": etype})
+        want = "missing_field" if etype is None else "unknown_type"
+        assert error_of(decode(INVOICES, b"inv-1", value)) == want
+
+
+def test_a_tombstone_is_dead_lettered_with_its_null_value() -> None:
+    dead = decode(INVOICES, b"inv-1", None, 2, 9)
+    assert isinstance(dead, m.DeadLetter) and dead.error == "malformed_json"
+    assert "tombstone" in dead.reason
+    assert (dead.source.key, dead.source.value, dead.source.partition, dead.source.offset) == (
+        b"inv-1", None, 2, 9)
+
+
+def test_the_producers_headers_are_kept_with_the_record() -> None:
+    headers = [("trace-id", b"abc"), ("trace-id", b"def"), ("bin", b"\x00\xff")]
+    value = orjson.dumps({**VALID["payment.applied"][1], "amount": "١٠٠.٠٠"})
+    dead = decode(PAYMENTS, b"inv-1", value, 0, 1, headers)
+    assert isinstance(dead, m.DeadLetter)
+    assert dead.source.headers == tuple(headers)
+    event = run("payment.applied")
+    assert isinstance(event, m.Event) and event.source is not None
+    assert event.source.headers == ()
+
+
+def test_a_tick_is_confirmed_past_the_clock_guard_only_by_its_header() -> None:
+    value = orjson.dumps(VALID["clock.tick"][1])
+    plain = decode(CLOCK, None, value)
+    confirmed = decode(CLOCK, None, value, 0, 0, [("dunning.confirm", b"jump")])
+    other = decode(CLOCK, None, value, 0, 0, [("dunning.confirm", b"yes")])
+    assert isinstance(plain, m.ClockTick) and not plain.confirmed
+    assert isinstance(confirmed, m.ClockTick) and confirmed.confirmed
+    assert isinstance(other, m.ClockTick) and not other.confirmed

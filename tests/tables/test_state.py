@@ -168,11 +168,12 @@ def test_the_held_subject_moves_every_slot_off_its_default() -> None:
 # -- held events --------------------------------------------------------------------------------
 
 
-def payment(key: bytes | None, offset: int, payment_id: str = "pay-1") -> m.Event:
+def payment(key: bytes | None, offset: int, payment_id: str = "pay-1",
+            headers: tuple[tuple[str, bytes], ...] = ()) -> m.Event:
     value = orjson.dumps({"type": "payment.applied", "event_id": f"ev-{offset}",
                           "invoice_id": "inv-9", "payment_id": payment_id,
                           "amount": "10.00", "currency": "USD"})
-    event = codec.decode(topics.PAYMENTS, key, value, 3, offset)
+    event = codec.decode(topics.PAYMENTS, key, value, 3, offset, headers)
     assert isinstance(event, m.Event)
     return event
 
@@ -182,10 +183,21 @@ def test_held_events_round_trip_with_their_source_records() -> None:
         Held(payment(b"inv-9", 10), None),
         Held(payment(None, 11), 1_767_225_600),
         Held(payment(b"\xff\x00not-utf8", 12, payment_id="paiement-é"), 1_767_312_000),
+        Held(payment(b"inv-9", 13, headers=(("trace", b"\x00\xfe"), ("trace", b"2"))), 5),
     ]
     back = round_trip(held, encode_held, decode_held)
-    assert [h.event.source.key for h in back] == [b"inv-9", None, b"\xff\x00not-utf8"]
+    assert [h.event.source.key for h in back] == [b"inv-9", None, b"\xff\x00not-utf8", b"inv-9"]
+    assert back[3].event.source.headers == (("trace", b"\x00\xfe"), ("trace", b"2"))
     assert round_trip([], encode_held, decode_held) == []
+
+
+def test_held_events_written_before_headers_were_kept_still_decode() -> None:
+    value = orjson.loads(payment(b"inv-9", 10).source.value)  # type: ignore[union-attr]
+    data = orjson.dumps([1, [topics.PAYMENTS, 3, 10, "inv-9", orjson.dumps(value).decode(),
+                             1_767_225_600]])
+    (back,) = decode_held(data)
+    assert back.held_at == 1_767_225_600 and back.event.source.headers == ()
+    assert back.event == payment(b"inv-9", 10)
 
 
 def test_a_held_event_without_its_source_record_is_refused() -> None:
@@ -196,7 +208,7 @@ def test_a_held_event_without_its_source_record_is_refused() -> None:
 
 
 def test_a_held_record_that_no_longer_decodes_is_named() -> None:
-    data = orjson.dumps([1, [topics.PAYMENTS, 0, 7, None, '{"type": "nope"}', 5]])
+    data = orjson.dumps([2, [topics.PAYMENTS, 0, 7, None, '{"type": "nope"}', 5, []]])
     with pytest.raises(ValueError, match=r"offset 7.*no longer decodes: unknown_type"):
         decode_held(data)
 
@@ -292,7 +304,7 @@ DECODERS = {"invoice": decode_invoice, "subject": decode_subject, "signal": deco
     (b"\xff\xfe", "is not JSON"),
     (b'{"v": 1}', "not a JSON array"),
     (b"[]", "not a JSON array"),
-    (b"[2, 1, 2]", "format version 2; this dunning reads version 1"),
+    (b"[9, 1, 2]", "format version 9; this dunning reads version [12]"),
     (b"[true]", "format version True"),
     (b'["1"]', "format version '1'"),
 ])
@@ -312,7 +324,7 @@ def test_garbage_is_refused_naming_the_problem(kind: str, data: bytes, error: st
     (decode_invoice, INVOICE.replace(b'[200,8,"delete"]', b"[200]"), "field actions"),
     (decode_subject, SUBJECT.replace(b'{"inv-2":2', b'[{"inv-2":2').replace(b"1}", b"1}]", 1),
      "field holders"),
-    (decode_held, b'[1, ["t", 0, 0, 5, "{}", null]]', "latin-1"),
+    (decode_held, b'[2, ["t", 0, 0, 5, "{}", null, []]]', "latin-1"),
 ])
 def test_damaged_records_are_refused_naming_the_field(
     decoder: Callable[[bytes], Any], data: bytes, error: str
