@@ -277,7 +277,8 @@ def _held(row: Any, n: int) -> Held:
     try:
         raw_key = None if key is None else key.encode("latin-1")
         raw = value.encode("latin-1")
-        raw_headers = tuple((k, v.encode("latin-1")) for k, v in headers)
+        raw_headers = tuple((k, None if v is None else v.encode("latin-1"))  # null values too
+                            for k, v in headers)
     except (AttributeError, TypeError, ValueError) as exc:
         raise ValueError(f"held event {n}: key, value and headers must be latin-1 text: "
                          f"{exc}") from None
