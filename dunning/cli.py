@@ -81,7 +81,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         partitions=int(args.partitions), app_id=args.app_id, output_prefix=args.output_prefix,
         rebalance_timeout=float(args.rebalance_timeout),
         session_timeout=float(args.session_timeout), log_level=args.log_level,
-        max_tick_jump=round(args.max_tick_jump * 86_400),
+        max_tick_jump=round(args.max_tick_jump * 86_400), web_token=args.web_token or None,
     )
     policy = _policy(settings.policy)
     tune_gc()
@@ -226,6 +226,10 @@ def parser() -> argparse.ArgumentParser:
     wrk.add_argument("--web-port", type=int, default=int(_env("--web-port", 6066)))
     wrk.add_argument("--web-host", default=_env("--web-host", socket.gethostname()),
                      help="the host name other workers reach this one's web views by")
+    wrk.add_argument("--web-token", default=_env("--web-token"), metavar="TOKEN",
+                     help="GET /invoices/{id} then needs 'Authorization: Bearer TOKEN'; without "
+                          "it, only loopback clients are answered (best given as "
+                          "DUNNING_WEB_TOKEN; /health and /metrics stay open)")
     wrk.add_argument("--partitions", type=int, default=int(_env("--partitions", 8)),
                      help="partitions of the topics it creates")
     wrk.add_argument("--app-id", default=_env("--app-id", "dunning"),

@@ -10,6 +10,8 @@ agents take their topics' records in whole batches (`batches.BatchConsumer`).
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import logging
 import os
 from typing import Any
@@ -179,6 +181,9 @@ def build_app(settings: Settings, policy: Policy, partitions: int,
 
     @app.page("/invoices/{invoice_id}")
     async def invoice(web: Any, request: Any, invoice_id: str) -> Any:
+        refused = _refused(request, settings.web_token)
+        if refused is not None:
+            return refused
         found = invoice_agent.find(invoice_id)
         if found is None:
             # Another worker may own the invoice's partition: ask it (Faust's table routing;
@@ -210,6 +215,31 @@ def build_app(settings: Settings, policy: Policy, partitions: int,
         "metrics": metrics, "invoices": invoice_agent, "subjects": subject_agent,
     }
     return app
+
+
+def _refused(request: Any, token: str | None) -> Any:
+    """Contract §4: an invoice is personal data. With a token, a request must carry it
+    (`Authorization: Bearer TOKEN`, compared in constant time; another worker routing a
+    request passes it on, as Faust forwards the headers); without one, only clients on the
+    loopback interface are answered."""
+    from aiohttp import web as aiohttp_web
+
+    if token is not None:
+        given = request.headers.get("Authorization", "").encode()
+        if hmac.compare_digest(given, b"Bearer " + token.encode()):
+            return None
+        return aiohttp_web.json_response(
+            {"error": "this view needs Authorization: Bearer <the worker's --web-token>"},
+            status=401, headers={"WWW-Authenticate": 'Bearer realm="dunning"'})
+    try:
+        loopback = ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return aiohttp_web.json_response(
+        {"error": "without --web-token this view answers only clients on this machine's "
+                  "loopback interface"}, status=403)
 
 
 async def _batched(stream: Any) -> None:

@@ -7,7 +7,7 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -56,6 +56,9 @@ class WorkerCollector(Collector):
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # process_resident_memory_bytes, process_cpu_seconds_total, ...: what capacity
+        # planning reads (memory per open invoice).
+        ProcessCollector(registry=self.registry)
         self.events = Counter(
             "dunning_events", "Input events by topic, type and outcome",
             ["topic", "type", "outcome"], registry=self.registry,

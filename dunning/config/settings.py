@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_BROKER = "kafka://127.0.0.1:9092"
@@ -42,6 +42,9 @@ class Settings:
     # Contract §4: a tick moving logical time more than this at once is refused (seconds;
     # 0 = no guard). The command line takes days.
     max_tick_jump: int = 7 * 86_400
+    # Contract §4: GET /invoices/{id} needs this bearer token; without one, only loopback
+    # clients are answered. A secret: never logged or shown (repr hides it).
+    web_token: str | None = field(default=None, repr=False)
 
     @property
     def bootstrap(self) -> str:

@@ -32,6 +32,7 @@ class Worker:
     log_path: str = ""
     database_url: str | None = None
     cwd: str | None = None  # where `.dunning/` (the embedded PostgreSQL) goes
+    web_token: str | None = None
     web_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -46,15 +47,19 @@ class Worker:
             args += ["--policy", self.policy]
         if self.database_url:
             args += ["--database-url", self.database_url]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if self.web_token:
+            env["DUNNING_WEB_TOKEN"] = self.web_token  # as the README advises for secrets
         log = open(self.log_path or os.devnull, "ab")  # noqa: SIM115 - the process owns it
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env=env)
         return self
 
-    def get(self, path: str) -> tuple[int, bytes]:
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.web_port}{path}",
+                                         headers=headers or {})
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}",
-                                        timeout=2) as r:
+            with urllib.request.urlopen(request, timeout=2) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()

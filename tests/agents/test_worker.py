@@ -145,6 +145,7 @@ def test_web_views(run):
     assert 'dunning_events_total{outcome="duplicate",topic="billing.payments",' in text
     assert 'dunning_events_total{outcome="dead_lettered",topic="billing.payments",' in text
     assert 'dunning_commands_total{type="service.suspend"}' in text
+    assert re.search(r"^process_resident_memory_bytes [0-9.e+]+$", text, re.MULTILINE)
 
 
 def test_the_ledger_holds_every_command_once(run):
@@ -281,13 +282,13 @@ def test_metrics_after_a_known_input(run):
 def test_dashboard_and_alert_rules_query_metrics_the_worker_serves(run):
     """Every dunning metric the Grafana dashboard and the Prometheus rules use is on /metrics."""
     _, _, worker = run
-    served = set(re.findall(r"^(dunning_[a-z_]+)", worker.get("/metrics")[1].decode(),
+    served = set(re.findall(r"^((?:dunning|process)_[a-z_]+)", worker.get("/metrics")[1].decode(),
                             re.MULTILINE))
     dashboard = orjson.loads((ROOT / "deploy/grafana/dashboards/dunning.json").read_bytes())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
     exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
-    used = {name for e in exprs for name in re.findall(r"dunning_[a-z_]+", e)}
+    used = {name for e in exprs for name in re.findall(r"(?:dunning|process)_[a-z_]+", e)}
     assert len(used) >= 7
     assert used <= served, used - served
     titles = {p["title"] for p in dashboard["panels"]}
