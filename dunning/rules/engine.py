@@ -221,6 +221,23 @@ class Engine:
                 "send it again with the header dunning.confirm: jump"))
             return m.DEAD_LETTERED
         self.clock = now
+        popped: list[str] = []
+        try:
+            self._fire_due(tick, popped, out)
+        except Exception as exc:  # outside any one invoice's rules: keep what was done, and
+            # leave none of the due invoices unscheduled (they are tried again next tick)
+            for iid in popped:
+                inv = self.invoices.get(iid)
+                if inv is not None:
+                    self.schedule.set(iid, inv.next_at())
+                elif iid in self.held:
+                    self._schedule_expiry(iid)
+            out.dead_letters.append(internal_error(tick.source, exc, "the tick "))
+        return m.APPLIED
+
+    def _fire_due(self, tick: m.ClockTick, popped: list[str], out: Out) -> None:
+        """Everything a tick makes due; `popped` gets the ids taken off the schedule."""
+        now = tick.now
         touched = self.touched
         for iid in self._unclocked:  # orphans held before the first tick start their wait now
             if touched is not None:
@@ -233,7 +250,8 @@ class Engine:
         # time: after a jump of days, invoices sharing a subject must reach it in the order
         # their actions fell due (a limit before another invoice's suspension, and so on).
         due: list[tuple[int, str]] = []
-        for iid in self.schedule.pop_due(now):
+        popped += self.schedule.pop_due(now)
+        for iid in popped:
             if touched is not None:
                 touched.add(iid)
             inv = self.invoices.get(iid)
@@ -268,7 +286,6 @@ class Engine:
                 heapq.heappush(due, (following, iid))
             else:
                 self.schedule.set(iid, following)
-        return m.APPLIED
 
     def _undo_tick(self, iid: str, state: list[Any], spans: list[tuple[int, int, int, int]],
                    commands: int, signals: int, out: Out) -> None:

@@ -135,6 +135,29 @@ def test_a_tick_failing_for_one_invoice_fires_for_the_others(monkeypatch):
     assert d.statuses("inv-2") == d.statuses("inv-1")
 
 
+def test_a_tick_failing_outside_the_rules_loses_no_due_invoice(monkeypatch):
+    d = Driver(POLICY)
+    d.tick("2026-01-01")
+    d.pay("inv-orphan", "5.00")  # held: expires 7 days on, on the same tick as the others
+    for n in range(1, 4):
+        d.issue(f"inv-{n}", issued_at="2025-12-01")
+
+    def broken_expiry(*args: Any) -> None:
+        raise RuntimeError("injected expiry failure")
+
+    monkeypatch.setattr(engine_module.Engine, "_expire", broken_expiry)
+    r = d.tick("2026-01-08")
+    assert [x.error for x in r.dead_letters] == ["internal_error"]
+    assert "the tick" in r.dead_letters[0].reason
+    monkeypatch.undo()
+    # Every due invoice and the orphan are still scheduled: the next tick does their work.
+    r = d.tick("2026-01-09")
+    assert [x.error for x in r.dead_letters] == ["orphan"]
+    for n in range(1, 4):
+        assert "notify.overdue" in [c.value["type"] for c in d.log
+                                    if c.value.get("invoice_id") == f"inv-{n}"]
+
+
 def test_a_failing_subject_signal_leaves_the_subject_as_it_was(monkeypatch):
     d = Driver(POLICY)
     d.issue("inv-1", order_id="o-1")
