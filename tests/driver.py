@@ -57,10 +57,14 @@ class Driver:
         else:
             value = record
         assert topic is not None
-        result = feed(self.engine, topic, key, value, 0, next(self._offset))
+        result = self.feed(topic, key, value, next(self._offset))
         self.log += result.commands
         self.dead += result.dead_letters
         return result
+
+    def feed(self, topic: str, key: bytes | None, value: bytes, offset: int) -> Result:
+        """One raw record through the codec into the engine (a subclass may record it)."""
+        return feed(self.engine, topic, key, value, 0, offset)
 
     def tick(self, day: str, event_id: str | None = None) -> Result:
         return self.send({"type": "clock.tick", "now": at(day),

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from dunning.rules import model as m
+from dunning.rules.engine import Result
 from tests.driver import Driver
 
 Record = tuple[str, bytes | None, bytes]
@@ -60,14 +61,10 @@ class Recorder(Driver):
     def __init__(self, policy: str = POLICY) -> None:
         super().__init__(policy)
         self.script: list[Record] = []
-        feed = self.engine.feed
 
-        def recording(topic: str, key: bytes | None, value: bytes, partition: int = 0,
-                      offset: int = 0) -> Any:
-            self.script.append((topic, key, value))
-            return feed(topic, key, value, partition, offset)
-
-        self.engine.feed = recording  # type: ignore[method-assign]
+    def feed(self, topic: str, key: bytes | None, value: bytes, offset: int) -> Result:
+        self.script.append((topic, key, value))
+        return super().feed(topic, key, value, offset)
 
     def raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         self.send(value, topic=topic, key=key)
