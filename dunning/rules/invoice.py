@@ -392,8 +392,8 @@ def issue(
             at = due_at - days * DAY
             if at >= now:  # a moment already past at issue is skipped
                 _plan(inv, at, DUE_SOON, f"due_soon:{days}")
-        inv.threshold = terms.collection_threshold
-        inv.fee_fixed, inv.fee_percent = terms.late_fee, terms.late_fee_percent
+        inv.threshold = terms.threshold_in(inv.currency)
+        inv.fee_fixed, inv.fee_percent = terms.late_fee_in(inv.currency), terms.late_fee_percent
         if inv.fee_fixed is not None or inv.fee_percent is not None:
             _plan(inv, due_at + terms.late_fee_after_days * DAY, LATE_FEE, "late_fee")
         if terms.limit_after_days is not None:

@@ -87,22 +87,27 @@ def _toml(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, str):
         return f'"{value}"'
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
     return str(value).replace("'", '"')
 
 
 @st.composite
 def policies(draw: st.DrawFn) -> str:
     """A policy with most stages on: due-soon, reminders, a fixed or percent late fee, limit,
-    suspend, delete, request cancellation, auto-charge and a threshold."""
-    fee = draw(st.sampled_from(["fixed", "percent", "percent", "none"]))
+    suspend, delete, request cancellation, auto-charge and a threshold; amounts sometimes by
+    currency (contract §3)."""
+    fee = draw(st.sampled_from(["fixed", "by_currency", "percent", "percent", "none"]))
+    fixed = {"fixed": "5.00", "by_currency": {"USD": "5.00", "JPY": "500"}}
     defaults = {
         "terms_days": draw(st.integers(0, 30)),
         "auto_charge": draw(st.sampled_from(["off", "on_issue", "on_due", "on_due"])),
         "charge_retry_days": draw(st.lists(st.integers(1, 6), max_size=3)),
-        "due_soon_days": draw(st.lists(st.integers(0, 10), max_size=3, unique=True)),
+        "due_soon_days": draw(st.lists(st.integers(1, 10), max_size=3, unique=True)),
         "reminder_every_days": draw(_day_or_off(1, 12)),
-        "collection_threshold": draw(st.sampled_from(["0.00", "0.00", "1.00", "10"])),
-        "late_fee": "5.00" if fee == "fixed" else False,
+        "collection_threshold": draw(st.sampled_from(
+            ["0.00", "0.00", "1.00", "10", "150", {"USD": "20.00", "BHD": "5.000"}])),
+        "late_fee": fixed.get(fee, False),
         "late_fee_percent": draw(st.sampled_from(["1.5", "2", "10"])) if fee == "percent"
         else False,
         "late_fee_after_days": draw(st.integers(0, 5)),
@@ -328,7 +333,8 @@ class Ledger:
         if now < self.clock:
             return
         self.clock = now
-        for iid in list(self.held):
+        # In the engine's order: invoices by when their first held event expires, then by id.
+        for iid in sorted(self.held, key=lambda i: (min(at for at, _ in self.held[i]), i)):
             keep = [(at, rec) for at, rec in self.held[iid] if at + ORPHAN_AFTER > now]
             self.expired += [rec["event_id"] for at, rec in self.held[iid]
                              if at + ORPHAN_AFTER <= now]
