@@ -29,7 +29,10 @@ from dunning.rules.subject import Subject
 from dunning.rules.times import DAY, format_time
 from dunning.streams.codec import decode
 
-INVOICE_VERSION = SUBJECT_VERSION = HELD_VERSION = SIGNAL_VERSION = 1
+SUBJECT_VERSION = HELD_VERSION = SIGNAL_VERSION = 1
+# 2: the invoice gains `explicit` and `parked` (contract v1.1: the threshold keeps explicit
+# dates and sets the others aside, to resume should the invoice owe more).
+INVOICE_VERSION = 2
 
 Convert = Callable[[Any], Any]
 
@@ -67,6 +70,10 @@ def _actions_in(actions: Any) -> list[tuple[int, int, str]]:
     return [(at, prio, name) for at, prio, name in _need(actions, list, "an array")]
 
 
+def _opt_actions_in(actions: Any) -> list[tuple[int, int, str]] | None:
+    return None if actions is None else _actions_in(actions)
+
+
 def _tuple_in(values: Any) -> tuple[Any, ...]:
     return tuple(_need(values, list, "an array"))
 
@@ -87,6 +94,7 @@ _DECIMAL = (str, _decimal)
 _OPT_DECIMAL = (_opt(str), _opt(_decimal))
 _PAYMENTS = (_payments_out, _payments_in)
 _ACTIONS = (None, _actions_in)  # a list of tuples is already JSON
+_OPT_ACTIONS = (None, _opt_actions_in)
 _TUPLE = (None, _tuple_in)
 _SEEN = (_seen_out, _seen_in)
 _OBJECT = (None, _dict_in)
@@ -95,12 +103,19 @@ _OBJECT = (None, _dict_in)
 # -- one layout: a class's slots in a fixed order -------------------------------------------
 
 
+# An older version: its field count, and how a row of it becomes a row of the next version.
+Migration = tuple[int, Callable[[list[Any]], list[Any]]]
+
+
 class _Layout:
-    """Fields of `cls` in wire order, each with an optional (to JSON, from JSON) pair."""
+    """Fields of `cls` in wire order, each with an optional (to JSON, from JSON) pair;
+    `migrations` bring rows of older versions up to this one."""
 
     def __init__(self, what: str, cls: type, version: int,
-                 fields: tuple[tuple[str, tuple[Convert | None, Convert] | None], ...]) -> None:
+                 fields: tuple[tuple[str, tuple[Convert | None, Convert] | None], ...],
+                 migrations: dict[int, Migration] | None = None) -> None:
         self.what, self.cls, self.version = what, cls, version
+        self.migrations = migrations or {}
         self.names = tuple(name for name, _ in fields)
         self._get = attrgetter(*self.names)
         # Positions in the encoded row (the version is at 0).
@@ -114,7 +129,13 @@ class _Layout:
         return orjson.dumps(row)
 
     def decode(self, data: bytes) -> Any:
-        row = _frame(data, self.what, self.version)
+        row = _frame(data, self.what, self.version, self.migrations)
+        while row[0] != self.version:
+            fields, upgrade = self.migrations[row[0]]
+            if len(row) != fields + 1:
+                raise ValueError(f"{self.what} state has {len(row) - 1} fields; version "
+                                 f"{row[0]} has {fields}")
+            row = upgrade(row)
         if len(row) != len(self.names) + 1:
             raise ValueError(f"{self.what} state has {len(row) - 1} fields; version "
                              f"{self.version} has {len(self.names)}")
@@ -131,15 +152,16 @@ class _Layout:
         return obj
 
 
-def _frame(data: bytes, what: str, version: int) -> list[Any]:
-    """The JSON array inside `data`, checked to be of `version`."""
+def _frame(data: bytes, what: str, version: int,
+           older: dict[int, Migration] | None = None) -> list[Any]:
+    """The JSON array inside `data`, checked to be of `version` (or one `older` migrates)."""
     try:
         row = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"{what} state is not JSON: {exc}") from None
     if type(row) is not list or not row:
         raise ValueError(f"{what} state is not a JSON array led by its format version")
-    if type(row[0]) is not int or row[0] != version:
+    if type(row[0]) is not int or (row[0] != version and row[0] not in (older or ())):
         raise ValueError(f"{what} state has format version {row[0]!r}; this dunning reads "
                          f"version {version}")
     return row
@@ -182,7 +204,13 @@ _INVOICE = _Layout("invoice", Invoice, INVOICE_VERSION, (
     ("level", None),
     ("hold_version", None),
     ("seen", _SEEN),
-))
+    ("explicit", _TUPLE),
+    ("parked", _OPT_ACTIONS),
+), migrations={
+    # Version 1 did not record which dates were explicit (taken as the policy's) and dropped
+    # what the threshold skipped (nothing set aside).
+    1: (36, lambda row: [2, *row[1:], [], None]),
+})
 
 # `key` is not stored: Subject derives it from kind and id.
 _SUBJECT = _Layout("subject", Subject, SUBJECT_VERSION, (

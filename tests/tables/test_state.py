@@ -92,6 +92,7 @@ def full_invoice() -> Invoice:
         "debit": True,
         "delete_at": 200,
         "due_at": 50,
+        "explicit": ("suspend", "delete"),
         "fee_fixed": Decimal("2.5"),
         "fee_percent": Decimal("1.50"),
         "hold_version": 4,
@@ -104,6 +105,7 @@ def full_invoice() -> Invoice:
         "notify_reseller": True,
         "order_id": "ord-1",
         "paid": Decimal("12.345"),
+        "parked": [(60, 4, "overdue_notice"), (120, 7, "suspend")],
         "payments": {"pay-b": Decimal("0.000"), "pay-a": Decimal("12.345")},
         "pending_request": True,
         "reminder_every": 86_400,
@@ -136,10 +138,45 @@ def test_invoice_round_trip_keeps_every_slot_exactly(make: Callable[[], Invoice]
 def test_invoice_encoding_is_a_compact_versioned_array() -> None:
     data = encode_invoice(full_invoice())
     row = orjson.loads(data)
-    assert row[0] == 1 and len(row) == len(Invoice.__slots__) + 1
+    assert row[0] == 2 and len(row) == len(Invoice.__slots__) + 1
     assert b'"1234.500"' in data and b'"1E+1"' in data
     assert b"invoice_id" not in data  # no field names
     assert b'["ev-1","ev-2","ev-3"]' in data  # the set, sorted
+
+
+# The state of an invoice as version 1 wrote it (dunning before v1.1): suspended on 01-10 by
+# its own suspend_at, 95.00 of 100.00 paid, its threshold 10.00, the deletion to come.
+INVOICE_V1 = (
+    b'[1,"inv-1","cust-1","ord-1",null,null,"ev-2","USD","100.00","95.00",{"p-1":"95.00"},'
+    b'"10.00",null,null,1767225600,1769817600,"partially_paid",2,[[1769817600,4,"overdue"],'
+    b'[1775001600,8,"delete"]],null,1768003200,1775001600,null,604800,1767225600,1768435200,'
+    b'[],null,0,0,false,false,false,false,2,1,["ev-pay"]]'
+)
+
+
+def test_an_invoice_of_version_1_is_migrated() -> None:
+    inv = decode_invoice(INVOICE_V1)
+    # Version 1 did not say which dates were explicit, and set nothing aside.
+    assert (inv.explicit, inv.parked) == ((), None)
+    assert (inv.amount, inv.paid, inv.level, inv.seen) == (
+        Decimal("100.00"), Decimal("95.00"), SUSPENDED, {"ev-pay"})
+    assert inv.actions == [(1769817600, 4, "overdue"), (1775001600, 8, "delete")]
+    row = orjson.loads(encode_invoice(inv))
+    assert row == [2, *orjson.loads(INVOICE_V1)[1:], [], None]
+
+
+def test_a_migrated_invoice_goes_on_under_the_v11_rules() -> None:
+    d = Driver("[defaults]\nterms_days = 30\ncollection_threshold = \"10.00\"\n"
+               "suspend_after_days = 15\ndelete_after_days = 60\nreminder_every_days = 7\n")
+    d.tick("2026-01-10")
+    d.engine.invoices["inv-1"] = decode_invoice(INVOICE_V1)
+    d.engine.schedule.set("inv-1", d.invoice().next_at())
+    d.ticks("2026-01-11", "2026-04-30")
+    # Within the threshold at due_at: the policy's deletion is set aside; still suspended, the
+    # customer goes on being reminded.
+    assert d.of("service.delete") == [] and d.of("notify.overdue") == []
+    assert [v["issued_at"][:10] for v in d.of("notify.reminder")][-1] == "2026-04-30"
+    assert d.invoice().parked == [(1769817600, 4, "overdue_notice"), (1775001600, 8, "delete")]
 
 
 # -- subjects -----------------------------------------------------------------------------------
@@ -292,7 +329,7 @@ DECODERS = {"invoice": decode_invoice, "subject": decode_subject, "signal": deco
     (b"\xff\xfe", "is not JSON"),
     (b'{"v": 1}', "not a JSON array"),
     (b"[]", "not a JSON array"),
-    (b"[2, 1, 2]", "format version 2; this dunning reads version 1"),
+    (b"[3, 1, 2]", "format version 3; this dunning reads version [12]"),
     (b"[true]", "format version True"),
     (b'["1"]', "format version '1'"),
 ])
@@ -303,7 +340,8 @@ def test_garbage_is_refused_naming_the_problem(kind: str, data: bytes, error: st
 
 @pytest.mark.parametrize(("decoder", "data", "error"), [
     (decode_invoice, b"[1]", "invoice state has 0 fields; version 1 has 36"),
-    (decode_subject, INVOICE, "subject state has 36 fields"),
+    (decode_invoice, b"[2]", "invoice state has 0 fields; version 2 has 38"),
+    (decode_subject, INVOICE_V1, "subject state has 36 fields"),
     (decode_signal, SUBJECT, "signal state has 6 fields"),
     (decode_held, SUBJECT, "held event 1 is not"),
     (decode_invoice, INVOICE.replace(b'"1234.500"', b'"12x"'), "field amount"),
