@@ -13,7 +13,7 @@ from dunning.config.policy import Policy
 from dunning.rules import model as m
 from dunning.rules.invoice import Invoice, Out, Signal, advance, apply, issue
 from dunning.rules.schedule import Schedule
-from dunning.rules.subject import Subject, apply_signal
+from dunning.rules.subject import Subject, apply_signal, apply_signals
 from dunning.rules.times import DAY
 
 ORPHAN_DAYS = 7
@@ -57,8 +57,8 @@ class Engine:
         it here)."""
         outcome, out = self.step(event)
         commands = out.commands
-        for sig in out.signals:
-            commands += self.signal(sig)
+        if out.signals:
+            commands += apply_signals(self._subject, out.signals)
         return Result(outcome, commands, out.dead_letters)
 
     def step(self, event: m.Event) -> tuple[str, Out]:
@@ -70,10 +70,13 @@ class Engine:
         return self._event(event, out), out
 
     def signal(self, sig: Signal) -> list[m.Command]:
+        return apply_signal(self._subject(sig), sig)[1]
+
+    def _subject(self, sig: Signal) -> Subject:
         subj = self.subjects.get(sig.subject_key)
         if subj is None:
             subj = self.subjects[sig.subject_key] = Subject(sig.subject_kind, sig.subject_id)
-        return apply_signal(subj, sig)[1]
+        return subj
 
     # -- events --------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ its last holding invoice lets go, and once deleted takes no provisioning command
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from dunning.rules import model as m
@@ -20,6 +21,7 @@ _ACTIONS = {
     SUSPENDED: ("service.suspend", "notify.suspended"),
     DELETED: ("service.delete", "notify.deleted"),
 }
+_HOLDS = frozenset(service for service, _ in _ACTIONS.values())
 
 
 class Subject:
@@ -84,3 +86,35 @@ def _notices(subj: Subject, ctype: str, sig: Signal) -> list[m.Command]:
     return notifications(
         subj.key, ctype, subj.epoch, sig.now, sig.cause, sig.notice, sig.audiences
     )
+
+
+def apply_signals(subject_of: Callable[[Signal], Subject],
+                  signals: Iterable[Signal]) -> list[m.Command]:
+    """Apply one step's signals (a tick's, in the order their actions fell due) and return
+    the commands they cause, each hold naming in `invoice_ids` every unpaid invoice that holds
+    its subject once the step is done: four invoices suspending one order in one tick give one
+    `service.suspend` naming all four. A hold cycle that ends within the step (restored) keeps
+    the holders it had, and a deletion those it deleted.
+    """
+    commands: list[m.Command] = []
+    open_: dict[str, tuple[int, list[dict[str, Any]]]] = {}  # subject -> (epoch, hold values)
+    for sig in signals:
+        subj = subject_of(sig)
+        _, out = apply_signal(subj, sig)
+        commands += out
+        held = [c.value for c in out if c.value["type"] in _HOLDS]
+        entry = open_.get(subj.key)
+        if entry is not None and entry[0] != subj.epoch:
+            del open_[subj.key]  # restored since: those commands keep what they named
+            entry = None
+        if entry is None:
+            if held and subj.level != DELETED:
+                open_[subj.key] = (subj.epoch, held)
+            continue
+        entry[1].extend(held)
+        ids = sorted(subj.holders)
+        for value in entry[1]:
+            value["invoice_ids"] = list(ids)
+        if subj.level == DELETED:
+            del open_[subj.key]  # nothing joins a deleted subject
+    return commands

@@ -489,3 +489,48 @@ def test_a_threshold_table_applies_per_currency_and_is_none_for_others() -> None
     assert [v["invoice_id"] for v in d.of("notify.overdue")] == ["eur"]
     assert [v["invoice_ids"] for v in d.of("service.suspend")] == [["eur"]]
 
+
+# -- invoice_ids is every holder once the tick is done (finding 14) ---------------------------
+
+
+def one_order(count: int, spread: bool = False) -> Driver:
+    """`count` invoices of ord-1, issued on 01-01 (or on 01-01, 01-02, ... with `spread`)."""
+    d = Driver(SUSPENDING)
+    d.tick("2026-01-01")
+    for n in range(1, count + 1):
+        d.issue(f"inv-{n}", order_id="ord-1", issued_at=f"2026-01-0{n if spread else 1}")
+    return d
+
+
+def test_four_invoices_suspending_one_order_on_one_tick_are_all_named() -> None:
+    d = one_order(4)
+    d.tick("2026-02-15")
+    [suspend] = d.of("service.suspend", invoice_id=None)
+    assert suspend["invoice_ids"] == ["inv-1", "inv-2", "inv-3", "inv-4"]
+    assert len(d.of("notify.suspended", invoice_id=None)) == 1
+
+
+def test_holders_that_join_during_a_jump_are_named_by_the_one_suspend() -> None:
+    d = one_order(4, spread=True)
+    d.tick("2026-03-01")  # suspensions fell on 02-15 .. 02-18
+    [suspend] = d.of("service.suspend", invoice_id=None)
+    assert suspend["invoice_id"] == "inv-1"
+    assert suspend["invoice_ids"] == ["inv-1", "inv-2", "inv-3", "inv-4"]
+
+
+def test_a_holder_cancelled_later_in_the_tick_is_not_named() -> None:
+    d = Driver(SUSPENDING + "request_cancel_after_days = 9\n")
+    d.tick("2026-01-01")
+    d.issue("inv-1", order_id="ord-1", overrides={"suspend_at": "2026-01-05"})
+    d.issue("inv-2", order_id="ord-1", origin="system", request_id="req-2",
+            request_status="pending", overrides={"suspend_at": "2026-01-05"})
+    d.tick("2026-01-12")  # both suspend on 01-05; inv-2's request is cancelled on 01-10
+    [suspend] = d.of("service.suspend", invoice_id=None)
+    assert suspend["invoice_ids"] == ["inv-1"]
+
+
+def test_a_deletion_names_the_holders_it_deleted() -> None:
+    d = one_order(3)
+    d.tick("2026-04-01")
+    [delete] = d.of("service.delete", invoice_id=None)
+    assert delete["invoice_ids"] == ["inv-1", "inv-2", "inv-3"]

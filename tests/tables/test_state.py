@@ -18,8 +18,9 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from dunning.rules import engine as engine_module
 from dunning.rules import model as m
-from dunning.rules.engine import Engine, Held
+from dunning.rules.engine import Held
 from dunning.rules.invoice import DELETED, LIMITED, SUSPENDED, Invoice, Signal
 from dunning.rules.subject import Subject
 from dunning.streams import codec, topics
@@ -253,13 +254,14 @@ def test_a_hand_made_signal_round_trips() -> None:
 @contextmanager
 def signals_through_the_codec(sent: list[Signal]) -> Iterator[None]:
     """The engine's subjects get each signal as decoded from its bytes, as over Kafka."""
-    signal = Engine.signal
+    apply_signals = engine_module.apply_signals
 
-    def via_bytes(engine: Engine, sig: Signal) -> list[m.Command]:
-        sent.append(sig)
-        return signal(engine, round_trip(sig, encode_signal, decode_signal))
+    def via_bytes(subject_of: Callable[[Signal], Any], signals: list[Signal]) -> list[m.Command]:
+        sent.extend(signals)
+        return apply_signals(subject_of, [round_trip(sig, encode_signal, decode_signal)
+                                          for sig in signals])
 
-    with mock.patch.object(Engine, "signal", via_bytes):
+    with mock.patch.object(engine_module, "apply_signals", via_bytes):
         yield
 
 
