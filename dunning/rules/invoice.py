@@ -306,6 +306,7 @@ def _notify(inv: Invoice, ctype: str, key: object, now: int, cause: str, out: Ou
 
 
 _DEADLINES = {"suspend": "suspend_at", "delete": "delete_at", "request_cancel": "request_cancel_at"}
+_EXPLICIT = (("suspend", "suspend_at"), ("delete", "delete_at"))
 
 
 def _emit_status(inv: Invoice, now: int, cause: str, out: Out, at: int | None = None) -> None:
@@ -452,8 +453,8 @@ def issue(
         inv.delete_at = _override(ov, "delete_at", _after(due_at, terms.delete_after_days))
         if inv.delete_at is not None:
             _plan(inv, inv.delete_at, DELETE, "delete")
-        inv.explicit = tuple(name for name in ("suspend", "delete")
-                             if ov.get(f"{name}_at", False) is not False)
+        if ov:  # the stage dates the invoice set itself; most set none
+            inv.explicit = tuple(name for name, key in _EXPLICIT if ov.get(key, False) is not False)
         if event.origin == "system" and inv.pending_request:
             default = _after(event.issued_at, terms.request_cancel_after_days)
             inv.request_cancel_at = _override(ov, "request_cancel_at", default)
