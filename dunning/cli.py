@@ -29,6 +29,8 @@ def _show_terms(policy: Policy) -> None:
         print(f"[{label}]")
         for key, value in terms.items():
             shown = "off" if value is None or value == () else value
+            if isinstance(value, dict):  # an amount by currency; the others have it off
+                shown = ", ".join(f"{cur} {amount}" for cur, amount in value.items()) or "off"
             print(f"  {key:26} {shown}")
 
 

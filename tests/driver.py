@@ -27,6 +27,22 @@ request_cancel_after_days = 9
 notify_reseller = true
 """
 
+# Every stage off but what a test turns on (values are TOML literals): see `policy`.
+OFF = {
+    "terms_days": "30",
+    "suspend_after_days": "false",
+    "delete_after_days": "false",
+    "request_cancel_after_days": "false",
+    "notify_reseller": "false",
+}
+
+
+def policy(extra: str = "", **keys: str) -> str:
+    """A [defaults] section with every stage off unless given (values are TOML literals)."""
+    lines = [f"{k} = {v}" for k, v in {**OFF, **keys}.items()]
+    return "[defaults]\n" + "\n".join(lines) + "\n" + extra
+
+
 TOPIC_OF = {t: topic for topic, types in topics.EVENT_TYPES.items() for t in types}
 
 

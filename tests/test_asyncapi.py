@@ -9,6 +9,7 @@ import re
 import orjson
 import pytest
 
+from dunning.config.policy import KEYS, parse_policy
 from dunning.rules import model as m
 from dunning.streams import topics
 from dunning.streams.codec import decode
@@ -60,3 +61,19 @@ def test_output_types_and_fields_match_what_the_rules_emit():
         documented = set(MESSAGES[name]["payload"]["properties"]["type"]["enum"])
         assert documented <= in_code, documented - in_code
         assert {c.type for c in emitted if c.topic == topic} <= documented
+
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f'{k} = "{a}"' for k, a in value.items()) + " }"
+    return str(value).lower() if isinstance(value, bool) else repr(value).replace("'", '"')
+
+
+def test_the_policy_terms_schema_names_every_policy_key_and_its_example_loads():
+    terms = DOC["components"]["schemas"]["policyTerms"]
+    assert set(terms["properties"]) == set(KEYS)
+    for example in terms["examples"]:
+        t = parse_policy("[defaults]\n" + "".join(f"{k} = {_toml(v)}\n"
+                                                  for k, v in example.items())).terms()
+        assert t.late_fee_in("JPY") == 500 and str(t.threshold_in("EUR")) == "0.00"

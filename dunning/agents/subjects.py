@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any
 
 import orjson
@@ -20,12 +21,13 @@ import orjson
 from dunning.agents.batches import Abandon, Batch, Finish, Outbox, finish_with_state
 from dunning.agents.metrics import Metrics
 from dunning.rules import model as m
-from dunning.rules.engine import apply_safely, internal_error
-from dunning.rules.subject import Subject
+from dunning.rules.engine import internal_error
+from dunning.rules.invoice import Signal
+from dunning.rules.subject import Subject, apply_signals
 from dunning.streams import records as wire
 from dunning.streams.topics import DEADLETTER
 from dunning.tables.partitions import SUBJECT, Row, waiting_key
-from dunning.tables.state import decode_signal, decode_subject, encode_subject
+from dunning.tables.state import decode_signal, decode_subject, encode_signal, encode_subject
 
 
 @dataclass(slots=True)
@@ -103,34 +105,57 @@ class SubjectAgent:
             ready = sorted((s for s in w.signals if s[0][0] <= watermark), key=lambda s: s[0])
             if ready:
                 w.signals = [s for s in w.signals if s[0][0] > watermark]
-                dirty: dict[str, Subject] = {}
-                for _, row in ready:
-                    raw = orjson.dumps(row)
-                    try:
-                        sig = decode_signal(raw)
-                        subj = self._subject(q, sig.subject_key, sig.subject_kind,
-                                             sig.subject_id)
-                        _, out = apply_safely(subj, sig)
-                    except Abandon:
-                        raise
-                    except Exception as exc:  # the subject stays as it was; the rest go on
-                        dl = internal_error(m.Source(tp.topic, q, -1, None, raw), exc,
-                                            "a subject signal ")
-                        key, value, headers = wire.dead_letter(dl)
-                        await send(DEADLETTER, key, value, None, headers)
-                        self.metrics.dead_letters.labels(dl.error).inc()
-                        continue
-                    dirty[subj.key] = subj
-                    for command in out:
-                        await send(command.topic, command.key.encode(),
-                                   orjson.dumps(command.value))
-                        commands[command.value["type"]] += 1
+                out, dead, dirty = self._apply(q, tp.topic, ready)
+                for command in out:
+                    await send(command.topic, command.key.encode(), orjson.dumps(command.value))
+                    commands[command.value["type"]] += 1
+                for dl in dead:
+                    key, value, headers = wire.dead_letter(dl)
+                    await send(DEADLETTER, key, value, None, headers)
+                    self.metrics.dead_letters.labels(dl.error).inc()
                 rows += [(SUBJECT + key.encode(), encode_subject(s)) for key, s in dirty.items()]
             rows.append((waiting_key(q), w.encode()))  # last: see batches.write_rows
             written.append((q, rows))
         self.metrics.count(Counter(), commands)
 
         return finish_with_state(self.out, self.table, written)
+
+
+    def _apply(self, q: int, topic: str, ready: list[list[Any]],
+               ) -> tuple[list[m.Command], list[m.DeadLetter], dict[str, Subject]]:
+        """Apply the signals that may go, one engine step (a tick, or one event) at a time, as
+        the engine does: a hold then names every invoice holding its subject once the step is
+        done. A signal that fails leaves its subject as it was and is dead-lettered."""
+        commands: list[m.Command] = []
+        dead: list[m.DeadLetter] = []
+        dirty: dict[str, Subject] = {}
+
+        def subject_of(sig: Signal) -> Subject:
+            subj = self._subject(q, sig.subject_key, sig.subject_kind, sig.subject_id)
+            dirty[subj.key] = subj
+            return subj
+
+        def failed(sig: Signal, exc: Exception) -> None:
+            dead.append(internal_error(m.Source(topic, q, -1, None, encode_signal(sig)), exc,
+                                       "a subject signal "))
+
+        for _, group in groupby(ready, key=lambda s: _step(s[0])):
+            signals = []
+            for _, row in group:
+                raw = orjson.dumps(row)
+                try:
+                    signals.append(decode_signal(raw))
+                except Exception as exc:
+                    dead.append(internal_error(m.Source(topic, q, -1, None, raw), exc,
+                                               "a subject signal "))
+            commands += apply_signals(subject_of, signals, failed)
+        return commands, dead, dirty
+
+
+def _step(order: list[Any]) -> tuple[Any, ...]:
+    """The engine step a signal's order key belongs to: [clock, 0, ...] a tick's,
+    [clock, 1, partition, offset, ...] one event's."""
+    return tuple(order[:2]) if order[1] == 0 else tuple(order[:4])
 
 
 def _ident(row: list[Any]) -> tuple[str, int]:

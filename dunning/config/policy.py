@@ -9,9 +9,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from dunning.rules.money import parse_amount
+from dunning.rules.money import ZERO, is_currency, parse_amount, quantize
 
 AutoCharge = Literal["off", "on_issue", "on_due"]
+# An amount for every currency (rounded to each one's minor unit), or a table by currency in
+# which a currency not listed has that stage off (contract §3).
+Amount = Decimal | dict[str, Decimal]
+MAX_DAYS = 3650  # contract §2: day counts lie within 0 to 3 650 days
 
 
 class PolicyError(ValueError):
@@ -33,8 +37,8 @@ class Terms:
     charge_retry_days: tuple[int, ...] = ()
     due_soon_days: tuple[int, ...] = ()
     reminder_every_days: int | None = None
-    collection_threshold: Decimal = Decimal("0.00")
-    late_fee: Decimal | None = None
+    collection_threshold: Amount = Decimal("0.00")
+    late_fee: Amount | None = None
     late_fee_percent: Decimal | None = None
     late_fee_after_days: int = 0
     limit_after_days: int | None = None
@@ -42,6 +46,23 @@ class Terms:
     delete_after_days: int | None = None
     request_cancel_after_days: int | None = None
     notify_reseller: bool = False
+
+    def late_fee_in(self, currency: str) -> Decimal | None:
+        """The fixed late fee for an invoice in `currency`; None: no fixed fee."""
+        return _amount_in(self.late_fee, currency)
+
+    def threshold_in(self, currency: str) -> Decimal:
+        """The collection threshold in `currency`; a currency a table does not list has none."""
+        found = _amount_in(self.collection_threshold, currency)
+        return quantize(ZERO, currency) if found is None else found
+
+
+def _amount_in(value: Amount | None, currency: str) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return value.get(currency)  # validated in the currency's places
+    return quantize(value, currency)
 
 
 # Which keys take `false` to mean "this stage is off", and what off is.
@@ -78,6 +99,8 @@ def _days(value: Any, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"must be at least {minimum} day{'s' if minimum != 1 else ''}, "
                          f"got {value}")
+    if value > MAX_DAYS:
+        raise ValueError(f"must be at most {MAX_DAYS} days (ten years), got {value}")
     return value
 
 
@@ -87,14 +110,48 @@ def _day_list(value: Any, minimum: int) -> tuple[int, ...]:
     return tuple(_days(v, minimum) for v in value)
 
 
-def _money(value: Any, positive: bool) -> Decimal:
+def _due_soon_days(value: Any) -> tuple[int, ...]:
+    if isinstance(value, list) and any(v == 0 and type(v) is int for v in value):
+        raise ValueError("a due-soon notice comes before due, so at least 1 day before it "
+                         "(at due_at the overdue stage speaks), got 0")
+    days = _day_list(value, 1)
+    for d in days:
+        if days.count(d) > 1:
+            raise ValueError(f"lists {d} twice; each entry is one notice, d days before due")
+    return days
+
+
+def _money(value: Any, positive: bool, currency: str | None = None) -> Decimal:
     if not isinstance(value, str):
         raise ValueError(f"money must be a string such as \"5.00\", not {type(value).__name__} "
                          f"{value!r}")
-    amount = parse_amount(value)
+    amount = parse_amount(value, currency)
     if positive and amount <= 0:
         raise ValueError(f"must be greater than zero, got {value!r}")
-    return amount
+    return amount if currency is None else quantize(amount, currency)
+
+
+class _EntryError(ValueError):
+    """A bad entry of a table by currency: the key it names is `key.CURRENCY`."""
+
+    def __init__(self, currency: str, reason: str) -> None:
+        super().__init__(reason)
+        self.currency = currency
+
+
+def _amount(value: Any, positive: bool) -> Amount:
+    """A plain amount, or a table by currency such as { USD = "5.00", JPY = "500" }."""
+    if not isinstance(value, dict):
+        return _money(value, positive)
+    table: dict[str, Decimal] = {}
+    for currency, entry in value.items():
+        if not is_currency(currency):
+            raise _EntryError(currency, "not an ISO 4217 currency code such as USD")
+        try:
+            table[currency] = _money(entry, positive, currency)
+        except ValueError as exc:
+            raise _EntryError(currency, str(exc)) from None
+    return table
 
 
 def _percent(value: Any) -> Decimal:
@@ -124,11 +181,12 @@ def _bool(value: Any) -> bool:
 _PARSERS: dict[str, Any] = {
     "terms_days": lambda v: _days(v, 0),
     "auto_charge": _auto_charge,
+    # Repeated retry days are intervals ([3, 3]: every 3 days), so they are allowed.
     "charge_retry_days": lambda v: _day_list(v, 1),
-    "due_soon_days": lambda v: _day_list(v, 0),
+    "due_soon_days": _due_soon_days,
     "reminder_every_days": lambda v: _days(v, 1),
-    "collection_threshold": lambda v: _money(v, positive=False),
-    "late_fee": lambda v: _money(v, positive=True),
+    "collection_threshold": lambda v: _amount(v, positive=False),
+    "late_fee": lambda v: _amount(v, positive=True),
     "late_fee_percent": _percent,
     "late_fee_after_days": lambda v: _days(v, 0),
     "limit_after_days": lambda v: _days(v, 0),
@@ -219,6 +277,8 @@ def _layer(source: str, section: str, table: dict[str, Any]) -> dict[str, Any]:
             raise PolicyError(source, where, f"cannot be turned off with false; {_NO_OFF[key]}")
         try:
             values[key] = _PARSERS[key](raw)
+        except _EntryError as exc:
+            raise PolicyError(source, f"{where}.{exc.currency}", str(exc)) from None
         except ValueError as exc:
             raise PolicyError(source, where, str(exc)) from None
     if all(values.get(k) is not None for k in _FEE):
@@ -248,7 +308,10 @@ def parse_policy(text: str, source: str = "policy") -> Policy:
                 section = f"{name}.{sub}"
                 table = dict(_table(source, section, table))
                 if name == "class":
-                    for kind in [k for k, v in table.items() if isinstance(v, dict) or k in KINDS]:
+                    # A table under a key (late_fee = { USD = "5.00" }) is a value, not a kind.
+                    kinds = [k for k, v in table.items()
+                             if k in KINDS or (isinstance(v, dict) and k not in KEYS)]
+                    for kind in kinds:
                         if kind not in KINDS:
                             raise PolicyError(source, f"[{section}.{kind}]", "a class has only "
                                               "the sub-tables regular and out_of_turn")

@@ -214,7 +214,8 @@ def run(lanes: list[Lane], customers: int, days: int, seed: int,
         for lane in lanes:
             assert lane.engine is not None
             want = len({v["command_id"] for v in lane.expected})
-            final = {iid: (inv.status, inv.due) for iid, inv in lane.engine.invoices.items()}
+            final = {iid: (inv.status, max(inv.due, 0))
+                     for iid, inv in lane.engine.invoices.items()}
             caught_up(lane.url, want, final)
             emitted = [orjson.loads(r.value)
                        for r in feeder.read([lane.prefix + t for t in OUTPUT_TOPICS])]

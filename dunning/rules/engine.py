@@ -9,15 +9,15 @@ from __future__ import annotations
 import heapq
 import traceback
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Any
 
 from dunning.config.policy import Policy
 from dunning.rules import model as m
 from dunning.rules.invoice import Invoice, Out, Signal, advance, apply, issue
 from dunning.rules.schedule import Schedule
-from dunning.rules.subject import Subject, apply_signal
+from dunning.rules.subject import Subject, apply_signal, apply_signals
 from dunning.rules.times import DAY, MAX_TIME, format_time
+from dunning.rules.undo import Copier
 
 ORPHAN_DAYS = 7
 
@@ -47,32 +47,8 @@ class _Reject(Exception):
         self.error, self.reason = error, reason
 
 
-class _Copier:
-    """Copies of a slotted object's state, to put it back as it was when processing a record
-    fails half-way (contract §2: the invoice's state stays as it was before that record).
-    `in_place` names the slots whose containers the rules change in place; the rest are
-    replaced whole, so sharing them is safe (a test checks no other slot holds a container)."""
-
-    def __init__(self, cls: type, in_place: tuple[str, ...]) -> None:
-        self.slots: tuple[str, ...] = cls.__slots__  # type: ignore[attr-defined]
-        self._get = attrgetter(*self.slots)
-        self._copy = [self.slots.index(name) for name in in_place]
-
-    def copy(self, obj: Any) -> list[Any]:
-        values = list(self._get(obj))
-        for i in self._copy:
-            value = values[i]
-            if value is not None:
-                values[i] = value.copy()
-        return values
-
-    def restore(self, obj: Any, values: list[Any]) -> None:
-        for name, value in zip(self.slots, values, strict=True):
-            setattr(obj, name, value)
-
-
-INVOICE_STATE = _Copier(Invoice, ("actions", "payments", "seen"))
-SUBJECT_STATE = _Copier(Subject, ("holders", "versions"))
+# The slots of an invoice the rules change in place (the rest are replaced whole).
+INVOICE_STATE = Copier(Invoice, ("actions", "payments", "seen", "parked"))
 
 
 def internal_error(source: m.Source | None, exc: BaseException, what: str = "") -> m.DeadLetter:
@@ -109,12 +85,12 @@ class Engine:
         it here)."""
         outcome, out = self.step(event)
         commands = out.commands
-        for sig in out.signals:
-            try:
-                commands += self.signal(sig)
-            except Exception as exc:  # the subject stays as it was (see apply_safely)
+        if out.signals:
+            def failed(sig: Signal, exc: Exception) -> None:  # that subject stays as it was
                 out.dead_letters.append(
                     internal_error(event.source, exc, f"the signal to {sig.subject_key} "))
+
+            commands += apply_signals(self._subject, out.signals, failed)
         return Result(outcome, commands, out.dead_letters)
 
     def step(self, event: m.Event) -> tuple[str, Out]:
@@ -160,10 +136,13 @@ class Engine:
             self._unclocked.discard(iid)
 
     def signal(self, sig: Signal) -> list[m.Command]:
+        return apply_signal(self._subject(sig), sig)[1]
+
+    def _subject(self, sig: Signal) -> Subject:
         subj = self.subjects.get(sig.subject_key)
         if subj is None:
             subj = self.subjects[sig.subject_key] = Subject(sig.subject_kind, sig.subject_id)
-        return apply_safely(subj, sig)[1]
+        return subj
 
     # -- events --------------------------------------------------------------------------
 
@@ -314,16 +293,6 @@ class Engine:
         else:
             self.held.pop(iid, None)
         self._schedule_expiry(iid)
-
-
-def apply_safely(subj: Subject, sig: Signal) -> tuple[str, list[m.Command]]:
-    """`apply_signal`, leaving the subject as it was if the rules raise (which they pass on)."""
-    kept = SUBJECT_STATE.copy(subj)
-    try:
-        return apply_signal(subj, sig)
-    except Exception:
-        SUBJECT_STATE.restore(subj, kept)
-        raise
 
 
 def _check_dates(inv: Invoice) -> None:

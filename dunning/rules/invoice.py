@@ -24,7 +24,13 @@ from dunning.streams.topics import BILLING, NOTIFICATIONS
 # Order of actions that fall on the same second: a request cancellation first (it ends
 # everything), the charge before any notice, then the overdue stage in the contract's order.
 REQUEST_CANCEL, CHARGE, DUE_SOON, REMINDER, OVERDUE, LATE_FEE, LIMIT, SUSPEND, DELETE = range(9)
+# At OVERDUE priority, by name: "overdue" (the status marker; the stage starts), its notice
+# when the threshold set it aside, and "restage" (the stage starts again once a paid or skipped
+# invoice owes past due_at).
+OVERDUE_NOTICE, RESTAGE = "overdue_notice", "restage"
 STAGE = frozenset(("late_fee", "limit", "suspend", "delete"))
+_SET_ASIDE = STAGE | {OVERDUE_NOTICE}  # what the threshold sets aside, unless explicit
+_STARTS = frozenset(("overdue", RESTAGE))
 
 # How hard a subject is held; a subject takes the highest level any holding invoice asks for.
 NONE, LIMITED, SUSPENDED, DELETED = range(4)
@@ -78,6 +84,7 @@ class Invoice:
         "debit",
         "delete_at",
         "due_at",
+        "explicit",
         "fee_fixed",
         "fee_percent",
         "hold_version",
@@ -90,6 +97,7 @@ class Invoice:
         "notify_reseller",
         "order_id",
         "paid",
+        "parked",
         "payments",
         "pending_request",
         "reminder_every",
@@ -140,7 +148,11 @@ class Invoice:
         self.threshold = ZERO
         self.fee_fixed: Decimal | None = None
         self.fee_percent: Decimal | None = None
-        self.skipped = False  # overdue stage skipped: due at due_at was within the threshold
+        self.skipped = False  # overdue stage skipped: due when it started was within threshold
+        # The stage's actions the threshold set aside while skipped, to resume if it owes more.
+        self.parked: list[tuple[int, int, str]] | None = None
+        # Stage actions whose dates the invoice set itself (overrides): the threshold keeps them.
+        self.explicit: tuple[str, ...] = ()
         self.level = NONE
         self.hold_version = 0
         self.issued_by = ""  # the invoice.issued event_id
@@ -164,12 +176,16 @@ class Invoice:
         return ("customer", self.customer_id)
 
     def status_at(self, now: int) -> str:
-        """Contract §2: overdue is past due_at with something due."""
+        """Contract §2: overdue is past due_at with something due.
+
+        Once overdue it stays so while something is due: a catch-up judges actions at their
+        own (earlier) times, and statuses must follow logical time (v1.1), never go back.
+        """
         if self.status == "cancelled":
             return "cancelled"
         if self.amount - self.paid <= 0:
             return "paid"
-        if now >= self.due_at:
+        if now >= self.due_at or self.status == "overdue":
             return "overdue"
         return "partially_paid" if self.paid > 0 else "unpaid"
 
@@ -190,11 +206,28 @@ class Invoice:
         return None
 
     def deadlines(self, now: int) -> dict[str, str]:
-        """The invoice's deadlines that still apply, for notices to say what happens when."""
-        out = {"due_at": format_time(self.due_at)}
-        for at, _, name in self.actions:
-            if at > now and name in ("suspend", "delete", "request_cancel"):
-                out[f"{name}_at"] = format_time(at)
+        """The deadlines still ahead that will fire if nothing changes (v1.1), for notices.
+
+        None once paid, cancelled or deleted; none already past; no policy suspension or
+        deletion that the threshold will skip when the stage starts; and nothing after a
+        request cancellation or a deletion that comes first, as each ends what follows.
+        """
+        if self.status == "cancelled" or self.amount <= self.paid or self.level == DELETED:
+            return {}
+        out = {"due_at": format_time(self.due_at)} if self.due_at >= now else {}
+        small = False  # the stage will start within the threshold: its policy dates go
+        for at, prio, name in self.actions:
+            if name in _STARTS:
+                small = self.amount - self.paid <= self.threshold
+            elif name in _DEADLINES:
+                if small and name != "request_cancel" and name not in self.explicit:
+                    continue
+                if at >= now:
+                    out[_DEADLINES[name]] = format_time(at)
+                if name != "suspend":  # a deletion or request cancellation ends what follows
+                    if (at, prio) < (self.due_at, OVERDUE):
+                        out.pop("due_at", None)
+                    break
         return out
 
     def zero(self) -> str:
@@ -272,6 +305,10 @@ def _notify(inv: Invoice, ctype: str, key: object, now: int, cause: str, out: Ou
     )
 
 
+_DEADLINES = {"suspend": "suspend_at", "delete": "delete_at", "request_cancel": "request_cancel_at"}
+_EXPLICIT = (("suspend", "suspend_at"), ("delete", "delete_at"))
+
+
 def _emit_status(inv: Invoice, now: int, cause: str, out: Out, at: int | None = None) -> None:
     """Emit invoice.status if the status at logical time `at` (default `now`) changed."""
     status = inv.status_at(now if at is None else at)
@@ -284,7 +321,7 @@ def _emit_status(inv: Invoice, now: int, cause: str, out: Out, at: int | None = 
 def _status_command(inv: Invoice, now: int, cause: str, out: Out) -> None:
     inv.status_seq += 1
     iid = inv.invoice_id
-    out.commands.append(m.Command(BILLING, iid, {
+    value = {
         "command_id": command_id(iid, "invoice.status", inv.status_seq),
         "type": "invoice.status",
         "issued_at": format_time(now),
@@ -294,7 +331,11 @@ def _status_command(inv: Invoice, now: int, cause: str, out: Out) -> None:
         "amount_due": str(inv.amount - inv.paid),  # kept quantized: str() is the wire form
         "amount_paid": str(inv.paid),
         "currency": inv.currency,
-    }))
+    }
+    if inv.paid > inv.amount:  # money on output is never negative: the excess is a credit
+        value["amount_due"] = inv.zero()
+        value["amount_credit"] = str(inv.paid - inv.amount)
+    out.commands.append(m.Command(BILLING, iid, value))
 
 
 def _signal(inv: Invoice, action: str, level: int, now: int, cause: str, out: Out) -> None:
@@ -380,6 +421,13 @@ def issue(
     inv.issued_by = event.event_id
     ov = event.overrides
 
+    if event.origin == "system":
+        # Seed 002: suspension and deletion dates apply to system invoices "with the exception
+        # of Domain Registration Orders": where the policy turns a stage off, so is its date.
+        if terms.suspend_after_days is None:
+            ov = {k: v for k, v in ov.items() if k != "suspend_at"}
+        if terms.delete_after_days is None:
+            ov = {k: v for k, v in ov.items() if k != "delete_at"}
     every = _override(ov, "reminder_every_days", terms.reminder_every_days)
     inv.reminder_every = (every or 0) * DAY
     if not inv.pending_request:
@@ -392,8 +440,8 @@ def issue(
             at = due_at - days * DAY
             if at >= now:  # a moment already past at issue is skipped
                 _plan(inv, at, DUE_SOON, f"due_soon:{days}")
-        inv.threshold = terms.collection_threshold
-        inv.fee_fixed, inv.fee_percent = terms.late_fee, terms.late_fee_percent
+        inv.threshold = terms.threshold_in(inv.currency)
+        inv.fee_fixed, inv.fee_percent = terms.late_fee_in(inv.currency), terms.late_fee_percent
         if inv.fee_fixed is not None or inv.fee_percent is not None:
             _plan(inv, due_at + terms.late_fee_after_days * DAY, LATE_FEE, "late_fee")
         if terms.limit_after_days is not None:
@@ -405,6 +453,8 @@ def issue(
         inv.delete_at = _override(ov, "delete_at", _after(due_at, terms.delete_after_days))
         if inv.delete_at is not None:
             _plan(inv, inv.delete_at, DELETE, "delete")
+        if ov:  # the stage dates the invoice set itself; most set none
+            inv.explicit = tuple(name for name, key in _EXPLICIT if ov.get(key, False) is not False)
         if event.origin == "system" and inv.pending_request:
             default = _after(event.issued_at, terms.request_cancel_after_days)
             inv.request_cancel_at = _override(ov, "request_cancel_at", default)
@@ -478,11 +528,12 @@ def _on_payment(inv: Invoice, event: m.PaymentApplied, now: int, out: Out) -> st
     elif event.payment_id in inv.payments:
         return m.DUPLICATE
     amount = quantize(event.amount, inv.currency)
+    before = inv.due
     inv.payments[event.payment_id] = amount
     inv.paid += amount
     # Any payment, even partial and even if reversed later, ends request cancellation (rule 12).
     _end_request_cancel(inv)
-    _amounts_changed(inv, now, event.event_id, out)
+    _amounts_changed(inv, before, now, event.event_id, out)
     return m.APPLIED
 
 
@@ -499,9 +550,10 @@ def _on_reversal(inv: Invoice, event: m.PaymentReversed, now: int, out: Out) -> 
             f"{inv.currency} that stands of payment {event.payment_id}", out,
         )
     amount = quantize(event.amount, inv.currency)
+    before = inv.due
     inv.payments[event.payment_id] = standing - amount  # type: ignore[index]
     inv.paid -= amount
-    _amounts_changed(inv, now, event.event_id, out)
+    _amounts_changed(inv, before, now, event.event_id, out)
     return m.APPLIED
 
 
@@ -511,8 +563,9 @@ def _on_adjusted(inv: Invoice, event: m.InvoiceAdjusted, now: int, out: Out) -> 
             event, m.INVALID_FIELD, f"amount {event.amount} has more places than {inv.currency}",
             out,
         )
+    before = inv.due
     inv.amount = quantize(event.amount, inv.currency)
-    _amounts_changed(inv, now, event.event_id, out)
+    _amounts_changed(inv, before, now, event.event_id, out)
     return m.APPLIED
 
 
@@ -522,22 +575,26 @@ def _on_cancelled(inv: Invoice, event: m.InvoiceCancelled, now: int, out: Out) -
 
 
 def _on_charge_failed(inv: Invoice, event: m.ChargeFailed, now: int, out: Out) -> str:
-    if event.attempt != inv.charge_sent:
-        return m.IGNORED  # not the attempt we are waiting on: late, repeated or foreign
+    if event.attempt != inv.charge_sent or inv.level == DELETED:
+        # Not the attempt we are waiting on (late, repeated or foreign), or the invoice's
+        # deletion ended its pursuit (v1.1): nothing is retried or told.
+        return m.IGNORED
     inv.charge_sent = 0
-    if event.hard:
+    if event.hard or event.attempt > len(inv.charge_retry):
+        # A hard failure stops retries; a soft one for the last attempt ends them (v1.1):
+        # either way the customer is told.
         inv.charge_at = None
         if inv.due > 0:  # paid some other way meanwhile: nothing to tell the customer
             _notify(inv, "notify.charge_failed", event.attempt, now, event.event_id, out)
-    elif event.attempt <= len(inv.charge_retry):
+    else:
         inv.charge_next = event.attempt + 1
         inv.charge_at = now + inv.charge_retry[event.attempt - 1] * DAY
     return m.APPLIED
 
 
 def _on_request_completed(inv: Invoice, event: m.RequestCompleted, now: int, out: Out) -> str:
-    if not inv.pending_request:
-        return m.IGNORED
+    if not inv.pending_request or inv.level == DELETED:
+        return m.IGNORED  # after deletion collection never starts (v1.1)
     inv.pending_request = False
     _end_request_cancel(inv)
     _start_collection(inv, now)
@@ -554,26 +611,48 @@ _HANDLERS: dict[type, Any] = {
 }
 
 
-def _amounts_changed(inv: Invoice, now: int, cause: str, out: Out) -> None:
-    if inv.due <= 0 and inv.level in (LIMITED, SUSPENDED):
-        # Fully paid: let go of the subject. Should it owe again (a chargeback), the limit and
-        # suspension dates still stand, so those actions wait to fire again.
-        _signal(inv, "release", NONE, now, cause, out)
-        inv.level = NONE
-        for at, prio, name in ((inv.limit_at, LIMIT, "limit"),
-                               (inv.suspend_at, SUSPEND, "suspend")):
-            if at is not None and not inv.skipped and inv.pending(name) is None:
-                _schedule(inv, at, prio, name)
+def _amounts_changed(inv: Invoice, before: Decimal, now: int, cause: str, out: Out) -> None:
+    due = inv.due
+    if inv.level == DELETED:
+        pass  # deletion ended pursuit: only the status follows (v1.1)
+    elif due <= 0:
+        if inv.level in (LIMITED, SUSPENDED):
+            # Fully paid: let go of the subject. Should it owe again (a chargeback), the limit
+            # and suspension dates still stand, so those actions wait to fire again.
+            _signal(inv, "release", NONE, now, cause, out)
+            inv.level = NONE
+            for at, prio, name in ((inv.limit_at, LIMIT, "limit"),
+                                   (inv.suspend_at, SUSPEND, "suspend")):
+                if at is not None and inv.pending(name) is None:
+                    _keep(inv, (at, prio, name))
+    elif (inv.threshold > 0 and (before <= 0 or (inv.skipped and due > before))
+          and not inv.debit and inv.pending("overdue") is None
+          and inv.pending(RESTAGE) is None):
+        # Owing again after the stage started (paid, or more than was skipped): the threshold
+        # is judged again at the next tick, on what is due then (v1.1). RESTAGE sorts first
+        # among the stage's dates, all of them at or after due_at.
+        _schedule(inv, inv.due_at, OVERDUE, RESTAGE)
     _emit_status(inv, now, cause, out)
 
 
-def _cancel(inv: Invoice, now: int, cause: str, out: Out) -> None:
+def _keep(inv: Invoice, action: tuple[int, int, str]) -> None:
+    """Schedule a stage action again, or set it aside with the others while skipped."""
+    if inv.skipped and action[2] not in inv.explicit:
+        inv.parked = [*(inv.parked or ()), action]
+    else:
+        _schedule(inv, *action)
+
+
+def _cancel(inv: Invoice, now: int, cause: str, out: Out, notice: str = "") -> None:
     inv.actions = []
+    inv.parked = None
     inv.next_reminder = inv.charge_at = None
+    inv.status = "cancelled"  # first: its notices then announce no deadline (v1.1)
+    if notice:
+        _notify(inv, notice, "", now, cause, out)
     if inv.level in (LIMITED, SUSPENDED):  # a cancelled invoice releases its subject (rule 14)
         _signal(inv, "release", NONE, now, cause, out)
         inv.level = NONE
-    inv.status = "cancelled"
     _status_command(inv, now, cause, out)
 
 
@@ -624,26 +703,42 @@ def _charge(inv: Invoice, now: int, cause: str, out: Out) -> None:
 def _remind(inv: Invoice, now: int, cause: str, out: Out) -> None:
     slot = inv.next_reminder
     assert slot is not None and inv.reminder_start is not None
-    if inv.skipped and slot > inv.due_at:
-        inv.next_reminder = None  # rule 6: a skipped overdue stage stops later reminders
+    if inv.skipped and slot > inv.due_at and not _enforced(inv):
+        # Rule 6: a skipped overdue stage stops later reminders; but not while an explicit
+        # date still acts on the invoice (a suspension in force or to come), or a customer
+        # would be held with no word of what to pay.
+        inv.next_reminder = None
         return
     every, start = inv.reminder_every, inv.reminder_start
     _notify(inv, "notify.reminder", f"{start}:{(slot - start) // every}", now, cause, out)
     inv.next_reminder = start + ((now - start) // every + 1) * every  # next slot after now
 
 
+def _enforced(inv: Invoice) -> bool:
+    return inv.level in (LIMITED, SUSPENDED) or any(a[2] in STAGE for a in inv.actions)
+
+
 def _fire(inv: Invoice, name: str, now: int, cause: str, out: Out) -> None:
     if name == "overdue":
         _emit_status(inv, now, cause, out, at=inv.due_at)  # status first, then the notice
-        if inv.debit:
-            return  # the status turns; debit notes get no overdue notices
+        if inv.debit or inv.level == DELETED:
+            return  # the status turns; no overdue stage for debit notes or after deletion
         if inv.due <= inv.threshold:
-            inv.skipped = True
-            _drop(inv, STAGE)
+            _skip(inv, (inv.due_at, OVERDUE, OVERDUE_NOTICE))
         elif not inv.pending_request:
             _notify(inv, "notify.overdue", "", now, cause, out)
-    elif name.startswith("due_soon:"):
+    elif name == RESTAGE:
+        if inv.due <= inv.threshold:
+            _skip(inv)
+        elif inv.skipped:
+            _resume(inv, now)
+    elif name == OVERDUE_NOTICE:
         if not inv.pending_request:
+            _notify(inv, "notify.overdue", "", now, cause, out)
+    elif name.startswith("due_soon:"):
+        # v1.1: due-soon is before due (one that became due in a gap past due_at is dropped),
+        # and, as part of PortaBilling's stage 3, not for what is within the threshold.
+        if not inv.pending_request and now < inv.due_at and inv.due > inv.threshold:
             _notify(inv, "notify.due_soon", name[9:], now, cause, out)
     elif name == "late_fee":
         _late_fee(inv, now, cause, out)
@@ -653,15 +748,41 @@ def _fire(inv: Invoice, name: str, now: int, cause: str, out: Out) -> None:
         _hold(inv, SUSPENDED, now, cause, out)
     elif name == "delete":
         _hold(inv, DELETED, now, cause, out)
-        # Deletion is the end of collection for this invoice: no more reminders or charges.
-        inv.actions = []
+        # Deletion ends pursuit, not bookkeeping (v1.1): no more reminders, charges or stage;
+        # only the status marker stays, so it still turns overdue at due_at.
+        inv.actions = [a for a in inv.actions if a[2] == "overdue"]
+        inv.parked = None
         inv.next_reminder = inv.charge_at = None
     elif name == "request_cancel":
         _signal(inv, "cancel_request", inv.level, now, cause, out)
         out.commands.append(_command(inv, BILLING, "invoice.cancel", "", now, cause,
                                      reason="request_cancelled"))
-        _notify(inv, "notify.request_cancelled", "", now, cause, out)
-        _cancel(inv, now, cause, out)
+        _cancel(inv, now, cause, out, notice="notify.request_cancelled")
+
+
+def _skip(inv: Invoice, notice: tuple[int, int, str] | None = None) -> None:
+    """Within the threshold: set the stage's policy actions aside (and the overdue notice,
+    when the stage starts for the first time); explicit dates stand (v1.1)."""
+    if inv.skipped:
+        return
+    inv.skipped = True
+    parked = [a for a in inv.actions if a[2] in _SET_ASIDE and a[2] not in inv.explicit]
+    if notice is not None:
+        parked.append(notice)
+    if parked:
+        inv.actions = [a for a in inv.actions if a not in parked]
+        inv.parked = sorted([*(inv.parked or ()), *parked])
+
+
+def _resume(inv: Invoice, now: int) -> None:
+    """Owing above the threshold after a skip: the stage runs from where its dates stand."""
+    inv.skipped = False
+    if inv.parked:
+        inv.actions = sorted(inv.actions + inv.parked)
+    inv.parked = None
+    if inv.next_reminder is None and inv.reminder_every and inv.reminder_start is not None:
+        start, every = inv.reminder_start, inv.reminder_every
+        inv.next_reminder = start + ((now - start) // every + 1) * every
 
 
 def _late_fee(inv: Invoice, now: int, cause: str, out: Out) -> None:

@@ -7,12 +7,14 @@ its last holding invoice lets go, and once deleted takes no provisioning command
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from dunning.rules import model as m
 from dunning.rules.ids import command_id
 from dunning.rules.invoice import DELETED, LIMITED, NONE, SUSPENDED, Signal, notifications
 from dunning.rules.times import format_time
+from dunning.rules.undo import Copier
 from dunning.streams.topics import PROVISIONING
 
 _ACTIONS = {
@@ -20,6 +22,7 @@ _ACTIONS = {
     SUSPENDED: ("service.suspend", "notify.suspended"),
     DELETED: ("service.delete", "notify.deleted"),
 }
+_HOLDS = frozenset(service for service, _ in _ACTIONS.values())
 
 
 class Subject:
@@ -84,3 +87,59 @@ def _notices(subj: Subject, ctype: str, sig: Signal) -> list[m.Command]:
     return notifications(
         subj.key, ctype, subj.epoch, sig.now, sig.cause, sig.notice, sig.audiences
     )
+
+
+SUBJECT_STATE = Copier(Subject, ("holders", "versions"))
+
+
+def apply_safely(subj: Subject, sig: Signal) -> tuple[str, list[m.Command]]:
+    """`apply_signal`, leaving the subject as it was if the rules raise (which they pass on)."""
+    kept = SUBJECT_STATE.copy(subj)
+    try:
+        return apply_signal(subj, sig)
+    except Exception:
+        SUBJECT_STATE.restore(subj, kept)
+        raise
+
+
+def apply_signals(subject_of: Callable[[Signal], Subject], signals: Iterable[Signal],
+                  failed: Callable[[Signal, Exception], None] | None = None,
+                  ) -> list[m.Command]:
+    """Apply one step's signals (a tick's, in the order their actions fell due) and return
+    the commands they cause, each hold naming in `invoice_ids` every unpaid invoice that holds
+    its subject once the step is done: four invoices suspending one order in one tick give one
+    `service.suspend` naming all four. A hold cycle that ends within the step (restored) keeps
+    the holders it had, and a deletion those it deleted.
+
+    With `failed`, a signal whose rules raise leaves its subject as it was and is passed to
+    it; the other signals go on (contract v1.1 §2).
+    """
+    commands: list[m.Command] = []
+    open_: dict[str, tuple[int, list[dict[str, Any]]]] = {}  # subject -> (epoch, hold values)
+    for sig in signals:
+        subj = subject_of(sig)
+        if failed is None:
+            _, out = apply_signal(subj, sig)
+        else:
+            try:
+                _, out = apply_safely(subj, sig)
+            except Exception as exc:
+                failed(sig, exc)
+                continue
+        commands += out
+        held = [c.value for c in out if c.value["type"] in _HOLDS]
+        entry = open_.get(subj.key)
+        if entry is not None and entry[0] != subj.epoch:
+            del open_[subj.key]  # restored since: those commands keep what they named
+            entry = None
+        if entry is None:
+            if held and subj.level != DELETED:
+                open_[subj.key] = (subj.epoch, held)
+            continue
+        entry[1].extend(held)
+        ids = sorted(subj.holders)
+        for value in entry[1]:
+            value["invoice_ids"] = list(ids)
+        if subj.level == DELETED:
+            del open_[subj.key]  # nothing joins a deleted subject
+    return commands

@@ -14,7 +14,7 @@ trusted, as these bytes are only ever written by `encode_*`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any
@@ -24,12 +24,15 @@ import orjson
 from dunning.rules import model as m
 from dunning.rules.engine import Held
 from dunning.rules.invoice import CHARGE, REMINDER, Invoice, Signal
-from dunning.rules.money import fmt
+from dunning.rules.money import ZERO, fmt
 from dunning.rules.subject import Subject
 from dunning.rules.times import DAY, format_time
 from dunning.streams.codec import decode
 
-INVOICE_VERSION = SUBJECT_VERSION = SIGNAL_VERSION = 1
+SUBJECT_VERSION = SIGNAL_VERSION = 1
+# 2: the invoice gains `explicit` and `parked` (contract v1.1: the threshold keeps explicit
+# dates and sets the others aside, to resume should the invoice owe more).
+INVOICE_VERSION = 2
 # Held v2 keeps each record's headers (v1 rows, without them, still decode).
 HELD_VERSION = 2
 
@@ -69,6 +72,10 @@ def _actions_in(actions: Any) -> list[tuple[int, int, str]]:
     return [(at, prio, name) for at, prio, name in _need(actions, list, "an array")]
 
 
+def _opt_actions_in(actions: Any) -> list[tuple[int, int, str]] | None:
+    return None if actions is None else _actions_in(actions)
+
+
 def _tuple_in(values: Any) -> tuple[Any, ...]:
     return tuple(_need(values, list, "an array"))
 
@@ -89,6 +96,7 @@ _DECIMAL = (str, _decimal)
 _OPT_DECIMAL = (_opt(str), _opt(_decimal))
 _PAYMENTS = (_payments_out, _payments_in)
 _ACTIONS = (None, _actions_in)  # a list of tuples is already JSON
+_OPT_ACTIONS = (None, _opt_actions_in)
 _TUPLE = (None, _tuple_in)
 _SEEN = (_seen_out, _seen_in)
 _OBJECT = (None, _dict_in)
@@ -97,12 +105,19 @@ _OBJECT = (None, _dict_in)
 # -- one layout: a class's slots in a fixed order -------------------------------------------
 
 
+# An older version: its field count, and how a row of it becomes a row of the next version.
+Migration = tuple[int, Callable[[list[Any]], list[Any]]]
+
+
 class _Layout:
-    """Fields of `cls` in wire order, each with an optional (to JSON, from JSON) pair."""
+    """Fields of `cls` in wire order, each with an optional (to JSON, from JSON) pair;
+    `migrations` bring rows of older versions up to this one."""
 
     def __init__(self, what: str, cls: type, version: int,
-                 fields: tuple[tuple[str, tuple[Convert | None, Convert] | None], ...]) -> None:
+                 fields: tuple[tuple[str, tuple[Convert | None, Convert] | None], ...],
+                 migrations: dict[int, Migration] | None = None) -> None:
         self.what, self.cls, self.version = what, cls, version
+        self.migrations = migrations or {}
         self.names = tuple(name for name, _ in fields)
         self._get = attrgetter(*self.names)
         # Positions in the encoded row (the version is at 0).
@@ -116,7 +131,13 @@ class _Layout:
         return orjson.dumps(row)
 
     def decode(self, data: bytes) -> Any:
-        row = _frame(data, self.what, self.version)
+        row = _frame(data, self.what, self.version, self.migrations)
+        while row[0] != self.version:
+            fields, upgrade = self.migrations[row[0]]
+            if len(row) != fields + 1:
+                raise ValueError(f"{self.what} state has {len(row) - 1} fields; version "
+                                 f"{row[0]} has {fields}")
+            row = upgrade(row)
         if len(row) != len(self.names) + 1:
             raise ValueError(f"{self.what} state has {len(row) - 1} fields; version "
                              f"{self.version} has {len(self.names)}")
@@ -133,16 +154,16 @@ class _Layout:
         return obj
 
 
-def _frame(data: bytes, what: str, version: int, *older: int) -> list[Any]:
-    """The JSON array inside `data`, checked to be of `version` (or one of the `older`
-    versions its decoder migrates)."""
+def _frame(data: bytes, what: str, version: int,
+           older: Collection[int] | None = None) -> list[Any]:
+    """The JSON array inside `data`, checked to be of `version` (or one `older` migrates)."""
     try:
         row = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"{what} state is not JSON: {exc}") from None
     if type(row) is not list or not row:
         raise ValueError(f"{what} state is not a JSON array led by its format version")
-    if type(row[0]) is not int or (row[0] != version and row[0] not in older):
+    if type(row[0]) is not int or (row[0] != version and row[0] not in (older or ())):
         raise ValueError(f"{what} state has format version {row[0]!r}; this dunning reads "
                          f"version {version}")
     return row
@@ -185,7 +206,13 @@ _INVOICE = _Layout("invoice", Invoice, INVOICE_VERSION, (
     ("level", None),
     ("hold_version", None),
     ("seen", _SEEN),
-))
+    ("explicit", _TUPLE),
+    ("parked", _OPT_ACTIONS),
+), migrations={
+    # Version 1 did not record which dates were explicit (taken as the policy's) and dropped
+    # what the threshold skipped (nothing set aside).
+    1: (36, lambda row: [2, *row[1:], [], None]),
+})
 
 # `key` is not stored: Subject derives it from kind and id.
 _SUBJECT = _Layout("subject", Subject, SUBJECT_VERSION, (
@@ -263,7 +290,7 @@ def encode_held(held: list[Held]) -> bytes:
 
 
 def decode_held(data: bytes) -> list[Held]:
-    rows = _frame(data, "held", HELD_VERSION, 1)
+    rows = _frame(data, "held", HELD_VERSION, (1,))
     if rows[0] == 1:  # before headers were kept
         rows[1:] = [[*row, []] if type(row) is list else row for row in rows[1:]]
     return [_held(row, n) for n, row in enumerate(rows[1:], 1)]
@@ -325,7 +352,10 @@ def invoice_view(inv: Invoice) -> dict[str, Any]:
         "currency": cur,
         "amount": fmt(inv.amount, cur),
         "amount_paid": fmt(inv.paid, cur),
-        "amount_due": fmt(inv.due, cur),
+        # Money shown is never negative (contract §1): an overpaid invoice owes 0.00 and has
+        # the rest as credit.
+        "amount_due": fmt(max(inv.due, ZERO), cur),
+        "amount_credit": fmt(max(-inv.due, ZERO), cur),
         "payments": [{"payment_id": pid, "amount": fmt(a, cur)}  # what stands after reversals
                      for pid, a in (inv.payments or {}).items()],
         "issued_at": format_time(inv.issued_at),

@@ -243,7 +243,22 @@ INVALID = {
                       "at least 1"),
     "due_soon_not_a_list": ("[defaults]\ndue_soon_days = 3", "[defaults] due_soon_days", "list"),
     "due_soon_negative": ("[defaults]\ndue_soon_days = [3, -1]", "[defaults] due_soon_days",
-                          "at least 0"),
+                          "at least 1"),
+    # v1.1: a due-soon notice fires only before due_at, so 0 days (at due_at) never could.
+    "due_soon_zero": ("[defaults]\ndue_soon_days = [3, 0]", "[defaults] due_soon_days",
+                      "before due"),
+    "due_soon_repeated": ("[defaults]\ndue_soon_days = [7, 3, 7]", "[defaults] due_soon_days",
+                          "7 twice"),
+    "late_fee_table_unknown_currency": ('[defaults]\nlate_fee = { USD = "5.00", XYZ = "5" }',
+                                        "[defaults] late_fee.XYZ", "ISO 4217"),
+    "late_fee_table_too_many_places": ('[defaults]\nlate_fee = { JPY = "5.5" }',
+                                       "[defaults] late_fee.JPY", "more decimal places"),
+    "late_fee_table_number": ("[defaults]\nlate_fee = { USD = 5 }", "[defaults] late_fee.USD",
+                              "money must be a string"),
+    "late_fee_table_zero": ('[defaults]\nlate_fee = { USD = "0.00" }',
+                            "[defaults] late_fee.USD", "greater than zero"),
+    "threshold_table_negative": ('[class.b]\ncollection_threshold = { EUR = "-1.00" }',
+                                 "[class.b] collection_threshold.EUR", "non-negative decimal"),
     "due_soon_entry_true": ("[defaults]\ndue_soon_days = [true]", "[defaults] due_soon_days",
                             "whole number"),
     "charge_retry_zero": ("[defaults]\ncharge_retry_days = [3, 0]",
@@ -280,6 +295,19 @@ INVALID = {
 }
 
 
+# Contract §2 "Validation at the edge": day counts lie within 0 to 3 650 days.
+DAY_KEYS = ("terms_days", "late_fee_after_days", "limit_after_days", "suspend_after_days",
+            "delete_after_days", "request_cancel_after_days", "reminder_every_days")
+for _key in DAY_KEYS:
+    INVALID[f"{_key}_over_3650"] = (f"[defaults]\n{_key} = 3651", f"[defaults] {_key}",
+                                    "at most 3650")
+for _key in ("due_soon_days", "charge_retry_days"):
+    INVALID[f"{_key}_entry_over_3650"] = (f"[class.x.regular]\n{_key} = [3, 3651]",
+                                          f"[class.x.regular] {_key}", "at most 3650")
+INVALID["debit_note_reminder_over_3650"] = ("[debit_note]\nreminder_every_days = 4000",
+                                            "[debit_note] reminder_every_days", "at most 3650")
+
+
 @pytest.mark.parametrize(("text", "key", "reason"), INVALID.values(), ids=INVALID.keys())
 def test_invalid_policy_names_key_and_reason(text, key, reason):
     with pytest.raises(PolicyError) as err:
@@ -295,3 +323,67 @@ def test_invalid_policy_file_names_its_path(tmp_path: Path):
     with pytest.raises(PolicyError) as err:
         load_policy(path)
     assert err.value.source == str(path) and err.value.key == "[defaults] terms_days"
+
+
+def test_day_counts_of_3650_are_accepted():
+    text = "[defaults]\n" + "".join(f"{k} = 3650\n" for k in DAY_KEYS) + (
+        "due_soon_days = [3650]\ncharge_retry_days = [3650]\n")
+    t = parse_policy(text).terms()
+    assert t.terms_days == t.suspend_after_days == 3650 and t.due_soon_days == (3650,)
+
+
+def test_repeated_retry_days_are_intervals_and_allowed():
+    assert parse_policy("[defaults]\ncharge_retry_days = [3, 3, 3]\n").terms(
+    ).charge_retry_days == (3, 3, 3)
+
+
+# --- amounts by currency (contract §3) --------------------------------------------------------
+
+
+def test_a_late_fee_table_gives_each_listed_currency_its_amount_and_others_none():
+    t = parse_policy('[defaults]\nlate_fee = { USD = "5.00", JPY = "500", BHD = "1.5" }\n'
+                     ).terms()
+    assert t.late_fee_in("USD") == Decimal("5.00")
+    assert t.late_fee_in("JPY") == Decimal("500")
+    assert str(t.late_fee_in("BHD")) == "1.500"  # kept in the currency's places
+    assert t.late_fee_in("EUR") is None
+
+
+def test_a_plain_late_fee_applies_to_every_currency_rounded_half_up():
+    t = parse_policy('[defaults]\nlate_fee = "2.505"\n').terms()
+    assert [str(t.late_fee_in(c)) for c in ("USD", "JPY", "BHD")] == ["2.51", "3", "2.505"]
+
+
+def test_no_late_fee_is_none_in_every_currency():
+    assert parse_policy("").terms().late_fee_in("USD") is None
+
+
+def test_a_threshold_table_gives_no_threshold_to_a_currency_not_listed():
+    t = parse_policy('[defaults]\ncollection_threshold = { USD = "10.00", JPY = "1000" }\n'
+                     ).terms()
+    assert (t.threshold_in("USD"), t.threshold_in("JPY")) == (Decimal("10.00"), Decimal(1000))
+    assert str(t.threshold_in("EUR")) == "0.00" and str(t.threshold_in("JPY")) == "1000"
+
+
+def test_a_plain_threshold_is_rounded_to_each_currency():
+    t = parse_policy('[defaults]\ncollection_threshold = "9.5"\n').terms()
+    assert [str(t.threshold_in(c)) for c in ("USD", "JPY", "BHD")] == ["9.50", "10", "9.500"]
+
+
+def test_a_more_specific_table_replaces_the_whole_inherited_table():
+    p = parse_policy('[defaults]\nlate_fee = { USD = "5.00", EUR = "5.00" }\n'
+                     '[product.x]\nlate_fee = { JPY = "500" }\n')
+    t = p.terms(product="x")
+    assert (t.late_fee_in("USD"), t.late_fee_in("JPY")) == (None, Decimal(500))
+
+
+def test_a_fee_table_in_a_more_specific_layer_clears_an_inherited_percent():
+    p = parse_policy('[defaults]\nlate_fee_percent = "1.5"\n'
+                     '[product.x]\nlate_fee = { USD = "5.00" }\n')
+    t = p.terms(product="x")
+    assert t.late_fee_percent is None and t.late_fee_in("USD") == Decimal("5.00")
+
+
+def test_a_fee_table_and_a_percent_in_one_section_are_both_set():
+    with pytest.raises(PolicyError, match="both set"):
+        parse_policy('[defaults]\nlate_fee = { USD = "5.00" }\nlate_fee_percent = "1"\n')

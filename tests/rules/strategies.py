@@ -34,7 +34,8 @@ Record = dict[str, Any]
 
 def money(minor: int, currency: str, trim: bool = False) -> str:
     """`minor` units of `currency` as a decimal string; `trim` drops trailing zeros (still
-    valid: fewer places than the currency has)."""
+    valid: fewer places than the currency has). Money is never negative (contract §1)."""
+    assert minor >= 0, minor
     text = str(Decimal(minor).scaleb(-PLACES[currency]))
     if trim and "." in text:
         text = text.rstrip("0").rstrip(".")
@@ -87,22 +88,27 @@ def _toml(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, str):
         return f'"{value}"'
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
     return str(value).replace("'", '"')
 
 
 @st.composite
 def policies(draw: st.DrawFn) -> str:
     """A policy with most stages on: due-soon, reminders, a fixed or percent late fee, limit,
-    suspend, delete, request cancellation, auto-charge and a threshold."""
-    fee = draw(st.sampled_from(["fixed", "percent", "percent", "none"]))
+    suspend, delete, request cancellation, auto-charge and a threshold; amounts sometimes by
+    currency (contract §3)."""
+    fee = draw(st.sampled_from(["fixed", "by_currency", "percent", "percent", "none"]))
+    fixed = {"fixed": "5.00", "by_currency": {"USD": "5.00", "JPY": "500"}}
     defaults = {
         "terms_days": draw(st.integers(0, 30)),
         "auto_charge": draw(st.sampled_from(["off", "on_issue", "on_due", "on_due"])),
         "charge_retry_days": draw(st.lists(st.integers(1, 6), max_size=3)),
-        "due_soon_days": draw(st.lists(st.integers(0, 10), max_size=3, unique=True)),
+        "due_soon_days": draw(st.lists(st.integers(1, 10), max_size=3, unique=True)),
         "reminder_every_days": draw(_day_or_off(1, 12)),
-        "collection_threshold": draw(st.sampled_from(["0.00", "0.00", "1.00", "10"])),
-        "late_fee": "5.00" if fee == "fixed" else False,
+        "collection_threshold": draw(st.sampled_from(
+            ["0.00", "0.00", "1.00", "10", "150", {"USD": "20.00", "BHD": "5.000"}])),
+        "late_fee": fixed.get(fee, False),
         "late_fee_percent": draw(st.sampled_from(["1.5", "2", "10"])) if fee == "percent"
         else False,
         "late_fee_after_days": draw(st.integers(0, 5)),
@@ -114,8 +120,11 @@ def policies(draw: st.DrawFn) -> str:
     }
     lines = ["[defaults]", *(f"{k} = {_toml(v)}" for k, v in defaults.items())]
     lines += ["[debit_note]", f"reminder_every_days = {_toml(draw(_day_or_off(1, 7)))}"]
-    # A product with the other kind of fee and no deletion.
+    # A product with the other kind of fee and no deletion, and one never suspended or
+    # deleted (LogicBoxes' domain registrations: a system invoice's own dates are ignored).
     lines += ["[product.flat]", 'late_fee = "2.50"', "late_fee_percent = false",
+              "delete_after_days = false"]
+    lines += ["[product.domain_registration]", "suspend_after_days = false",
               "delete_after_days = false"]
     return "\n".join(lines) + "\n"
 
@@ -144,8 +153,9 @@ def invoices(draw: st.DrawFn, i: int) -> tuple[int, Record]:
         rec["document"] = "debit_note"
     if draw(st.booleans()):
         rec["reseller_id"] = "res-1"
-    if draw(st.integers(0, 3)) == 0:
-        rec["product"] = "flat"
+    product = draw(st.sampled_from([None, None, None, None, "flat", "domain_registration"]))
+    if product is not None:
+        rec["product"] = product
     request = draw(st.sampled_from(["none", "none", "system", "system", "manual"]))
     if request != "none":
         rec.update(origin="system" if request == "system" else "manual",
@@ -158,7 +168,7 @@ def invoices(draw: st.DrawFn, i: int) -> tuple[int, Record]:
             choice = draw(st.sampled_from(["absent", "absent", "off", "date"]))
             if choice == "off":
                 overrides[name] = False
-            elif choice == "date":
+            elif choice == "date":  # often before due (the LogicBoxes example)
                 overrides[name] = format_time(issued + draw(st.integers(0, 50)) * DAY)
         if draw(st.booleans()):
             overrides["reminder_every_days"] = draw(st.integers(1, 10) | st.just(False))
@@ -258,7 +268,7 @@ def scenarios(draw: st.DrawFn, max_invoices: int = 4, max_events: int = 26) -> S
             elif kind == "pay_part":
                 amount = draw(st.integers(1, due - 1))
             else:
-                amount = due + draw(st.integers(1, 500))
+                amount = max(due, 0) + draw(st.integers(1, 500))
             pid = f"pay-{k}"
             payments.append((iid, pid, amount))
             plan.paid += amount
@@ -266,7 +276,7 @@ def scenarios(draw: st.DrawFn, max_invoices: int = 4, max_events: int = 26) -> S
                          amount=money(amount, cur, trim=draw(st.booleans())))
         elif kind.startswith("adjust"):
             if kind == "adjust_up":
-                plan.amount += draw(st.sampled_from([1, 100, 2_500]))
+                plan.amount += draw(st.sampled_from([1, 100, 2_500, 20_000]))
             else:
                 plan.amount = draw(st.integers(0, plan.amount))
             event.update(type="invoice.adjusted", amount=money(plan.amount, cur))
@@ -328,7 +338,8 @@ class Ledger:
         if now < self.clock:
             return
         self.clock = now
-        for iid in list(self.held):
+        # In the engine's order: invoices by when their first held event expires, then by id.
+        for iid in sorted(self.held, key=lambda i: (min(at for at, _ in self.held[i]), i)):
             keep = [(at, rec) for at, rec in self.held[iid] if at + ORPHAN_AFTER > now]
             self.expired += [rec["event_id"] for at, rec in self.held[iid]
                              if at + ORPHAN_AFTER <= now]

@@ -2,21 +2,7 @@
 
 from __future__ import annotations
 
-from tests.driver import Driver
-
-OFF = {
-    "terms_days": "30",
-    "suspend_after_days": "false",
-    "delete_after_days": "false",
-    "request_cancel_after_days": "false",
-    "notify_reseller": "false",
-}
-
-
-def policy(extra: str = "", **keys: str) -> str:
-    """A [defaults] section with every stage off unless given (values are TOML literals)."""
-    lines = [f"{k} = {v}" for k, v in {**OFF, **keys}.items()]
-    return "[defaults]\n" + "\n".join(lines) + "\n" + extra
+from tests.driver import Driver, policy
 
 
 def charging(when: str, retry: str = "[3, 5, 7]") -> Driver:

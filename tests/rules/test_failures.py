@@ -16,7 +16,9 @@ import pytest
 from dunning.rules import engine as engine_module
 from dunning.rules import invoice as rules
 from dunning.rules import model as m
-from dunning.rules.engine import INVOICE_STATE, SUBJECT_STATE
+from dunning.rules import subject as subject_rules
+from dunning.rules.engine import INVOICE_STATE
+from dunning.rules.subject import SUBJECT_STATE
 from dunning.rules.times import DAY
 from dunning.streams.codec import feed
 from dunning.tables.state import encode_invoice, encode_subject
@@ -165,13 +167,13 @@ def test_a_failing_subject_signal_leaves_the_subject_as_it_was(monkeypatch):
     d.ticks("2026-01-02", "2026-02-05")  # both limited: o-1 held at LIMITED
     subject = d.engine.subjects["order:o-1"]
     before = encode_subject(subject)
-    real = engine_module.apply_signal
+    real = subject_rules.apply_signal
 
     def failing(subj: Any, sig: Any) -> Any:
         real(subj, sig)  # changes the subject, then fails
         raise RuntimeError("injected subject failure")
 
-    monkeypatch.setattr(engine_module, "apply_signal", failing)
+    monkeypatch.setattr(subject_rules, "apply_signal", failing)
     r = d.pay("inv-1", "100.00")
     assert [x.error for x in r.dead_letters] == ["internal_error"]
     assert "the signal to order:o-1" in r.dead_letters[0].reason
@@ -200,7 +202,8 @@ def test_every_slot_the_rules_change_in_place_is_copied():
 
     ref = scenarios.every_rule()
     for copier, objects, in_place in (
-            (INVOICE_STATE, ref.engine.invoices.values(), {"actions", "payments", "seen"}),
+            (INVOICE_STATE, ref.engine.invoices.values(),
+             {"actions", "payments", "seen", "parked"}),
             (SUBJECT_STATE, ref.engine.subjects.values(), {"holders", "versions"})):
         assert objects
         for obj in objects:

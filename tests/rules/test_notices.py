@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-from tests.driver import Driver
+from tests.driver import Driver, policy
 
-OFF = {
-    "terms_days": "30",
-    "suspend_after_days": "false",
-    "delete_after_days": "false",
-    "request_cancel_after_days": "false",
-    "notify_reseller": "false",
-}
 PAYMENT_NOTICES = ("notify.due_soon", "notify.reminder", "notify.overdue", "notify.late_fee")
-
-
-def policy(extra: str = "", **keys: str) -> str:
-    """A [defaults] section with every stage off unless given (values are TOML literals)."""
-    lines = [f"{k} = {v}" for k, v in {**OFF, **keys}.items()]
-    return "[defaults]\n" + "\n".join(lines) + "\n" + extra
 
 
 def days(d: Driver, ctype: str, invoice_id: str = "inv-1") -> list[str]:
@@ -244,13 +231,15 @@ def test_notification_omits_a_deadline_already_passed():
 
 
 def test_notice_during_pending_request_carries_request_cancel_at():
-    d = Driver(policy(request_cancel_after_days="9"))
+    # The policy suspends: for a system invoice whose policy does not, suspend_at is ignored
+    # (v1.1, the domain-registration exception).
+    d = Driver(policy(request_cancel_after_days="9", suspend_after_days="15"))
     d.issue(origin="system", request_id="req-1", request_status="pending",
             overrides={"suspend_at": "2026-01-05"})
     d.tick("2026-01-05")
     [n] = d.of("notify.suspended")
     assert n["request_cancel_at"] == T("2026-01-10")
-    assert n["due_at"] == T("2026-01-31")
+    assert "due_at" not in n  # v1.1: cancelled on 01-10 unless paid, it is never due
 
 
 def test_request_cancel_at_is_gone_from_notices_after_request_completed():
@@ -334,8 +323,9 @@ def test_a_gap_fires_each_one_shot_once_in_time_order():
                       limit_after_days="2"))
     d.issue(order_id="ord-1")
     d.tick("2026-01-02")
+    # Both due-soon moments fell in the gap, now past due: dropped (v1.1, before due only).
     assert d.types(d.tick("2026-02-10")) == [
-        "notify.due_soon", "notify.due_soon", "invoice.status", "notify.overdue",
+        "invoice.status", "notify.overdue",
         "invoice.late_fee", "notify.late_fee", "service.limit", "notify.limited",
     ]
     assert d.ticks("2026-02-11", "2026-03-31") == []

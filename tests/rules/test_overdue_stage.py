@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-from tests.driver import Driver
+from tests.driver import Driver, policy
 
-OFF = {
-    "terms_days": "30",
-    "suspend_after_days": "false",
-    "delete_after_days": "false",
-    "request_cancel_after_days": "false",
-    "notify_reseller": "false",
-}
 STAGE = ("notify.overdue", "invoice.late_fee", "notify.late_fee", "service.limit",
          "notify.limited", "service.suspend", "notify.suspended", "service.delete",
          "notify.deleted")
-
-
-def policy(extra: str = "", **keys: str) -> str:
-    """A [defaults] section with every stage off unless given (values are TOML literals)."""
-    lines = [f"{k} = {v}" for k, v in {**OFF, **keys}.items()]
-    return "[defaults]\n" + "\n".join(lines) + "\n" + extra
 
 
 def status_rows(d: Driver, invoice_id: str = "inv-1") -> list[tuple[str, str, str]]:

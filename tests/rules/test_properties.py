@@ -10,17 +10,21 @@ these properties once found are kept as explicit examples.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections import defaultdict
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from dunning.rules.times import DAY, format_time
-from dunning.streams.topics import PROVISIONING
+from dunning.rules import model as m
+from dunning.rules.invoice import DELETED, SUSPENDED
+from dunning.rules.times import DAY, format_time, parse_time
+from dunning.streams.topics import NOTIFICATIONS, PROVISIONING
 from tests.driver import Driver
 from tests.rules.strategies import END, HOUR, PLACES, START, Run, Scenario, Step, run, scenarios
 
@@ -118,12 +122,34 @@ def test_nothing_follows_a_deletion_for_that_subject(sc: Scenario) -> None:
         grace = None
 
 
+# v1.1 "Deletion ends pursuit, not bookkeeping": after an invoice's own deletion, nothing but
+# invoice.status is sent for it, whatever arrives (payments, charge failures, completions).
+
+
+@_settings(300)
+@given(scenarios())
+def test_nothing_but_status_follows_an_invoices_own_deletion(sc: Scenario) -> None:
+    deleted: set[str] = set()
+
+    def check(d: Driver, s: Step) -> None:
+        for c in s.commands:
+            if c.value.get("invoice_id") in deleted:
+                assert c.type == "invoice.status", (s.record, c.value)
+        deleted.update(iid for iid, inv in d.engine.invoices.items() if inv.level == DELETED)
+
+    run(sc, check=check)
+
+
 # -- 4. tick spacing --------------------------------------------------------------------------
 
 # What may differ between two tick spacings: when a command went out, which tick caused it,
-# and so which of the invoice's deadlines were still to come.
+# and so which of the invoice's deadlines were still to come, and which invoices had joined a
+# hold by the end of its tick (a hold names every holder once the tick is done, v1.1).
 WHEN = frozenset({"issued_at", "causation_id", "due_at", "suspend_at", "delete_at",
-                  "request_cancel_at"})
+                  "request_cancel_at", "invoice_ids"})
+# Those whose number depends on the ticks: at most one reminder per tick, and a due-soon
+# notice only while a tick comes before due (v1.1).
+PER_TICK = frozenset({"notify.reminder", "notify.due_soon"})
 
 
 @_settings(150)
@@ -131,25 +157,118 @@ WHEN = frozenset({"issued_at", "causation_id", "due_at", "suspend_at", "delete_a
 def test_small_ticks_or_ticks_at_the_records_give_the_same_one_shot_commands(
     sc: Scenario, every: int
 ) -> None:
-    # Reminders are left out: at most one per tick, so how many depends on the ticks.
-    def one_shots(r: Run) -> dict[str, dict[str, Any]]:
+    def one_shots(r: Run, types: frozenset[str] | None = None) -> dict[str, dict[str, Any]]:
         return {c.command_id: {k: v for k, v in c.value.items() if k not in WHEN}
-                for c in r.log if c.type != "notify.reminder"}
+                for c in r.log
+                if (c.type not in PER_TICK if types is None else c.type in types)}
 
-    coarse, fine = one_shots(run(sc)), one_shots(run(sc, every=every))
+    def final(r: Run) -> dict[str, str]:
+        return {iid: inv.status for iid, inv in r.driver.engine.invoices.items()}
+
+    coarse_run, fine_run = run(sc), run(sc, every=every)
+    coarse, fine = one_shots(coarse_run), one_shots(fine_run)
     assert {k: coarse[k] for k in coarse.keys() - fine.keys()} == {}
     assert {k: fine[k] for k in fine.keys() - coarse.keys()} == {}
     assert coarse == fine
+    assert final(coarse_run) == final(fine_run)
+    # The fine run ticks wherever the coarse one does, so it sends every due-soon notice the
+    # coarse one sends (and more: those whose moment the coarse run only passed after due).
+    soon = frozenset({"notify.due_soon"})
+    assert one_shots(coarse_run, soon).items() <= one_shots(fine_run, soon).items()
+
+
+# -- statuses follow logical time (v1.1) ---------------------------------------------------------
+
+
+@_settings(300)
+@given(scenarios(), st.sampled_from([None, None, 11 * HOUR, 4 * DAY]))
+def test_statuses_follow_logical_time_and_change_only_on_a_change(
+    sc: Scenario, every: int | None
+) -> None:
+    r = run(sc, every=every)
+    by_invoice: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for c in r.log:
+        if c.type == "invoice.status":
+            by_invoice[c.value["invoice_id"]].append(c.value)
+    for iid, statuses in by_invoice.items():
+        due_at = r.driver.engine.invoices[iid].due_at
+        names = [v["status"] for v in statuses]
+        assert all(a != b for a, b in pairwise(names)), (iid, names)
+        for v in statuses:
+            # The moment a status describes is the time it is sent: before due_at an invoice
+            # owing is unpaid or partially paid, from due_at on it is overdue.
+            at = parse_time(v["issued_at"])
+            if v["status"] in ("unpaid", "partially_paid"):
+                assert at < due_at, (iid, names, v)
+            elif v["status"] == "overdue":
+                assert at >= due_at, (iid, names, v)
+        after_overdue = names[names.index("overdue"):] if "overdue" in names else []
+        assert not {"unpaid", "partially_paid"} & set(after_overdue), (iid, names)
+
+
+# -- notices tell only what will happen (v1.1) ---------------------------------------------------
+
+DEADLINES = ("due_at", "suspend_at", "delete_at", "request_cancel_at")
+
+
+def _happened(inv: Any, name: str) -> bool:
+    """Whether what the deadline announces has happened to the invoice."""
+    if name == "due_at":
+        return inv.status == "overdue"
+    if name == "suspend_at":
+        return inv.level >= SUSPENDED
+    if name == "delete_at":
+        return inv.level == DELETED
+    return inv.status == "cancelled"
+
+
+def deadlines_fire(d: Driver, s: Step) -> None:
+    """Every deadline a notice of this step carries is still ahead, and, with no more input
+    than ticks, what it announces has not happened a second before it and has at it."""
+    announced: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for c in s.commands:
+        if c.topic != NOTIFICATIONS:
+            continue
+        for name in DEADLINES:
+            if name in c.value:
+                at = parse_time(c.value[name])
+                assert at >= parse_time(c.value["issued_at"]), ("deadline in the past", c.value)
+                announced[at].append((c.value["invoice_id"], name))
+    if not announced:
+        return
+    engine = copy.deepcopy(d.engine, {id(d.engine.policy): d.engine.policy})
+
+    def tick(now: int) -> None:
+        if now > engine.clock:
+            engine.handle(m.ClockTick(type="clock.tick", event_id=f"check-{now}", now=now))
+
+    for at in sorted(announced):
+        if at > engine.clock:
+            tick(at - 1)
+            for iid, name in announced[at]:
+                assert not _happened(engine.invoices[iid], name), (
+                    "came early", s.record, iid, name, format_time(at))
+        tick(at)
+        for iid, name in announced[at]:
+            assert _happened(engine.invoices[iid], name), (
+                "announced but did not happen", s.record, iid, name, format_time(at))
+
+
+@_settings(300)
+@given(scenarios(), st.sampled_from([None, None, 13 * HOUR, 2 * DAY]))
+def test_notices_announce_only_deadlines_ahead_that_fire(sc: Scenario, every: int | None) -> None:
+    run(sc, every=every, check=deadlines_fire)
 
 
 # -- 5. exact amounts -------------------------------------------------------------------------
 
-MONEY_FIELDS = ("amount", "amount_due", "amount_paid", "late_fee")
+MONEY_FIELDS = ("amount", "amount_due", "amount_paid", "amount_credit", "late_fee")
 
 
 def money_pattern(currency: str) -> re.Pattern[str]:
+    """Money on output: never negative (contract §1), with exactly the currency's places."""
     places = PLACES[currency]
-    return re.compile(r"-?\d+" + (rf"\.\d{{{places}}}" if places else ""))
+    return re.compile(r"\d+" + (rf"\.\d{{{places}}}" if places else ""))
 
 
 def engine_matches_ledger(d: Driver, s: Step) -> None:
@@ -177,9 +296,11 @@ def test_amounts_are_exact(sc: Scenario) -> None:
             # step applies held events after the issue's own status, so several states).
             states = s.trail.get(v.get("invoice_id", ""), [])
             if v["type"] == "invoice.status":
-                state = (Decimal(v["amount_paid"]) + Decimal(v["amount_due"]),
-                         Decimal(v["amount_paid"]))
+                # amount_paid + amount_due - amount_credit is the invoice's amount (v1.1).
+                paid, credit = Decimal(v["amount_paid"]), Decimal(v.get("amount_credit", "0"))
+                state = (paid + Decimal(v["amount_due"]) - credit, paid)
                 assert state in states, (v, states)
+                assert (credit > 0) == (paid > state[0]), v  # a credit exactly when overpaid
             elif "amount_due" in v:
                 assert Decimal(v["amount_due"]) in {max(a - p, 0) for a, p in states}, (
                     v, states)

@@ -132,15 +132,16 @@ suspend_after_days = false
 delete_after_days = false
 
 [product.flat]
-late_fee = "2.50"
+late_fee = { USD = "2.50", JPY = "250", BHD = "1.250" }
 late_fee_percent = false
+collection_threshold = { USD = "3.00", EUR = "3.00" }
 """,
     """
 [defaults]
 terms_days = 0
 auto_charge = "on_issue"
 charge_retry_days = [2]
-due_soon_days = [0]
+due_soon_days = [1]
 reminder_every_days = 1
 collection_threshold = "0.00"
 late_fee = "5.00"

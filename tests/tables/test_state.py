@@ -18,8 +18,9 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from dunning.rules import engine as engine_module
 from dunning.rules import model as m
-from dunning.rules.engine import Engine, Held
+from dunning.rules.engine import Held
 from dunning.rules.invoice import DELETED, LIMITED, SUSPENDED, Invoice, Signal
 from dunning.rules.subject import Subject
 from dunning.streams import codec, topics
@@ -92,6 +93,7 @@ def full_invoice() -> Invoice:
         "debit": True,
         "delete_at": 200,
         "due_at": 50,
+        "explicit": ("suspend", "delete"),
         "fee_fixed": Decimal("2.5"),
         "fee_percent": Decimal("1.50"),
         "hold_version": 4,
@@ -104,6 +106,7 @@ def full_invoice() -> Invoice:
         "notify_reseller": True,
         "order_id": "ord-1",
         "paid": Decimal("12.345"),
+        "parked": [(60, 4, "overdue_notice"), (120, 7, "suspend")],
         "payments": {"pay-b": Decimal("0.000"), "pay-a": Decimal("12.345")},
         "pending_request": True,
         "reminder_every": 86_400,
@@ -136,10 +139,45 @@ def test_invoice_round_trip_keeps_every_slot_exactly(make: Callable[[], Invoice]
 def test_invoice_encoding_is_a_compact_versioned_array() -> None:
     data = encode_invoice(full_invoice())
     row = orjson.loads(data)
-    assert row[0] == 1 and len(row) == len(Invoice.__slots__) + 1
+    assert row[0] == 2 and len(row) == len(Invoice.__slots__) + 1
     assert b'"1234.500"' in data and b'"1E+1"' in data
     assert b"invoice_id" not in data  # no field names
     assert b'["ev-1","ev-2","ev-3"]' in data  # the set, sorted
+
+
+# The state of an invoice as version 1 wrote it (dunning before v1.1): suspended on 01-10 by
+# its own suspend_at, 95.00 of 100.00 paid, its threshold 10.00, the deletion to come.
+INVOICE_V1 = (
+    b'[1,"inv-1","cust-1","ord-1",null,null,"ev-2","USD","100.00","95.00",{"p-1":"95.00"},'
+    b'"10.00",null,null,1767225600,1769817600,"partially_paid",2,[[1769817600,4,"overdue"],'
+    b'[1775001600,8,"delete"]],null,1768003200,1775001600,null,604800,1767225600,1768435200,'
+    b'[],null,0,0,false,false,false,false,2,1,["ev-pay"]]'
+)
+
+
+def test_an_invoice_of_version_1_is_migrated() -> None:
+    inv = decode_invoice(INVOICE_V1)
+    # Version 1 did not say which dates were explicit, and set nothing aside.
+    assert (inv.explicit, inv.parked) == ((), None)
+    assert (inv.amount, inv.paid, inv.level, inv.seen) == (
+        Decimal("100.00"), Decimal("95.00"), SUSPENDED, {"ev-pay"})
+    assert inv.actions == [(1769817600, 4, "overdue"), (1775001600, 8, "delete")]
+    row = orjson.loads(encode_invoice(inv))
+    assert row == [2, *orjson.loads(INVOICE_V1)[1:], [], None]
+
+
+def test_a_migrated_invoice_goes_on_under_the_v11_rules() -> None:
+    d = Driver("[defaults]\nterms_days = 30\ncollection_threshold = \"10.00\"\n"
+               "suspend_after_days = 15\ndelete_after_days = 60\nreminder_every_days = 7\n")
+    d.tick("2026-01-10")
+    d.engine.invoices["inv-1"] = decode_invoice(INVOICE_V1)
+    d.engine.schedule.set("inv-1", d.invoice().next_at())
+    d.ticks("2026-01-11", "2026-04-30")
+    # Within the threshold at due_at: the policy's deletion is set aside; still suspended, the
+    # customer goes on being reminded.
+    assert d.of("service.delete") == [] and d.of("notify.overdue") == []
+    assert [v["issued_at"][:10] for v in d.of("notify.reminder")][-1] == "2026-04-30"
+    assert d.invoice().parked == [(1769817600, 4, "overdue_notice"), (1775001600, 8, "delete")]
 
 
 # -- subjects -----------------------------------------------------------------------------------
@@ -231,13 +269,15 @@ def test_a_hand_made_signal_round_trips() -> None:
 @contextmanager
 def signals_through_the_codec(sent: list[Signal]) -> Iterator[None]:
     """The engine's subjects get each signal as decoded from its bytes, as over Kafka."""
-    signal = Engine.signal
+    apply_signals = engine_module.apply_signals
 
-    def via_bytes(engine: Engine, sig: Signal) -> list[m.Command]:
-        sent.append(sig)
-        return signal(engine, round_trip(sig, encode_signal, decode_signal))
+    def via_bytes(subject_of: Callable[[Signal], Any], signals: list[Signal],
+                  failed: Any = None) -> list[m.Command]:
+        sent.extend(signals)
+        return apply_signals(subject_of, [round_trip(sig, encode_signal, decode_signal)
+                                          for sig in signals], failed)
 
-    with mock.patch.object(Engine, "signal", via_bytes):
+    with mock.patch.object(engine_module, "apply_signals", via_bytes):
         yield
 
 
@@ -318,7 +358,8 @@ def test_garbage_is_refused_naming_the_problem(kind: str, data: bytes, error: st
 
 @pytest.mark.parametrize(("decoder", "data", "error"), [
     (decode_invoice, b"[1]", "invoice state has 0 fields; version 1 has 36"),
-    (decode_subject, INVOICE, "subject state has 36 fields"),
+    (decode_invoice, b"[2]", "invoice state has 0 fields; version 2 has 38"),
+    (decode_subject, INVOICE_V1, "subject state has 36 fields"),
     (decode_signal, SUBJECT, "signal state has 6 fields"),
     (decode_held, SUBJECT, "held event 1 is not"),
     (decode_invoice, INVOICE.replace(b'"1234.500"', b'"12x"'), "field amount"),
@@ -362,6 +403,7 @@ def test_invoice_view_shows_the_state_in_wire_terms() -> None:
         "reseller_id": "r-1", "subject": {"kind": "order", "id": "o-1"},
         "document": "invoice", "status": "overdue", "currency": "USD",
         "amount": "100.00", "amount_paid": "30.00", "amount_due": "70.00",
+        "amount_credit": "0.00",
         "payments": [{"payment_id": "pay-1", "amount": "30.00"}],
         "issued_at": "2026-01-01T00:00:00Z", "due_at": "2026-01-31T00:00:00Z",
         "limit_at": "2026-02-05T00:00:00Z", "suspend_at": "2026-02-15T00:00:00Z",
@@ -386,9 +428,10 @@ def test_invoice_view_of_a_settled_or_waiting_invoice() -> None:
     d.issue("inv-1")
     d.issue("inv-2", origin="system", request_id="req-2", request_status="pending")
     d.issue("inv-3", document="debit_note", currency="JPY", amount="500")
-    d.pay("inv-1", amount="100.00")
+    d.pay("inv-1", amount="130.00")  # overpaid: the view shows no negative money
     paid, waiting, debit = (invoice_view(d.invoice(i)) for i in ("inv-1", "inv-2", "inv-3"))
     assert (paid["status"], paid["amount_due"], paid["next_action"]) == ("paid", "0.00", None)
+    assert (paid["amount_paid"], paid["amount_credit"]) == ("130.00", "30.00")
     assert waiting["request"] == {"request_id": "req-2", "pending": True}
     assert waiting["next_action"] == {"action": "request_cancel", "at": "2026-01-10T00:00:00Z"}
     assert waiting["reminders"] is None and waiting["charge"] is None
