@@ -48,7 +48,10 @@ class _Reject(Exception):
 
 
 # The slots of an invoice the rules change in place (the rest are replaced whole).
-INVOICE_STATE = Copier(Invoice, ("actions", "payments", "seen", "parked"))
+INVOICE_STATE = Copier(Invoice, ("actions", "payments", "seen", "parked"), fixed=(
+    "invoice_id", "customer_id", "currency", "issued_at", "issued_by", "order_id",
+    "reseller_id", "request_id", "debit", "notify_reseller", "threshold", "fee_fixed",
+    "fee_percent", "charge_retry"))
 
 
 def internal_error(source: m.Source | None, exc: BaseException, what: str = "") -> m.DeadLetter:

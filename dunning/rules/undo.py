@@ -10,10 +10,14 @@ from typing import Any
 
 class Copier:
     """`in_place` names the slots whose containers the rules change in place; the rest are
-    replaced whole, so sharing them is safe (a test checks no other slot holds a container)."""
+    replaced whole, so sharing them is safe (a test checks no other slot holds a container).
+    `fixed` names slots set once when the object is made and never changed after, left out of
+    the copy because it runs for every record (a test checks they never change)."""
 
-    def __init__(self, cls: type, in_place: tuple[str, ...]) -> None:
-        self.slots: tuple[str, ...] = cls.__slots__  # type: ignore[attr-defined]
+    def __init__(self, cls: type, in_place: tuple[str, ...], fixed: tuple[str, ...] = ()) -> None:
+        self.slots: tuple[str, ...] = tuple(
+            s for s in cls.__slots__ if s not in fixed)  # type: ignore[attr-defined]
+        self.fixed = fixed
         self._get = attrgetter(*self.slots)
         self._copy = [self.slots.index(name) for name in in_place]
 

@@ -190,6 +190,26 @@ def test_dates_that_run_past_the_year_9998_are_refused_at_issue():
     assert d.issue("inv-ok", issued_at="9980-06-01").outcome == "applied"
 
 
+def test_the_slots_left_out_of_the_undo_copy_never_change_after_issue():
+    """They are set at issue; were a rule to change one, a failing record could leave that
+    change behind."""
+    ref = scenarios.every_rule()
+    d = Driver(scenarios.POLICY)
+    fixed = INVOICE_STATE.fixed
+    assert fixed
+
+    def values() -> dict[str, tuple[Any, ...]]:
+        return {iid: tuple(getattr(inv, s) for s in fixed)
+                for iid, inv in d.engine.invoices.items()}
+
+    for topic, key, value, *headers in ref.script:
+        before = values()
+        d.send(value, topic=topic, key=key, headers=headers[0] if headers else ())
+        after = values()
+        assert {iid: v for iid, v in after.items() if iid in before} == before
+    assert len(d.engine.invoices) == len(ref.engine.invoices)
+
+
 def test_every_slot_the_rules_change_in_place_is_copied():
     """The undo copies containers the rules mutate; every other slot must hold a value that
     is replaced, never changed, or a failure could leave part of a record applied."""
