@@ -144,6 +144,18 @@ async def write_rows(out: Outbox, changelog: str, written: list[tuple[int, list[
 
 
 class ConsumerThread(driver.AIOKafkaConsumerThread):
+    # The aiokafka assignment the last fetch's records belong to (see BatchConsumer._put_back).
+    fetched_from: Any = None
+
+    async def _fetch_records(self, consumer: Any, active_partitions: Any,
+                             timeout: float | None = None,
+                             max_records: int | None = None) -> Any:
+        records = await super()._fetch_records(consumer, active_partitions, timeout=timeout,
+                                               max_records=max_records)
+        subscription = consumer._subscription.subscription
+        self.fetched_from = subscription.assignment if subscription is not None else None
+        return records
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         # Faust fixes the fetch long-poll at 1.5 s. Brokers that hold a fetch for all of it
@@ -179,12 +191,42 @@ class BatchConsumer(driver.Consumer):
         # Flushes the producer first; drops partitions revoked meanwhile.
         await self._commit_offsets(offsets)
 
-    async def _retake(self, tp: TP, offset: int, generation: int) -> None:
-        """Read `tp` again from `offset`: a handler left those records (a tick that waits for
-        the other inputs). They come back with the next fetch; the handler decides again.
-        After a rebalance the partition's owner reads from the committed offset anyway."""
-        if self.app.consumer_generation_id == generation and tp in self.assignment():
-            await self.seek(tp, offset)
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        # Faust passes its live set of active partitions, which a pause empties in place
+        # while the fetch waits in the consumer's thread; aiokafka reads an empty set as
+        # "every partition" and hands over (and moves past) records of paused ones. Fetch
+        # for the partitions active when the fetch began.
+        if active_partitions is not None:
+            active_partitions = set(active_partitions)
+        return await super()._getmany(active_partitions, timeout)
+
+    async def _put_back(self, left: dict[TP, tuple[int, int]], assignment: Any) -> None:
+        """Fetch again records taken from the fetcher but not worked on: for each partition,
+        (offset of the first of them, offset after the last).
+
+        Taking records moves aiokafka's position past them, and nothing else brings it back
+        within one assignment: Faust's seek to the committed offsets after a table restore
+        skips partitions without a committed offset above 0. Records dropped there were lost
+        until a newer record arrived behind them (a tick taken while its clock partition was
+        paused at the end of a restore, on a partition never committed: the next tick came
+        after it, and it was skipped). So every record taken is worked on or put back.
+
+        The seek runs in the consumer's thread (aiokafka is not thread-safe), only within the
+        assignment the records came from (a new one reads from the committed offsets), and
+        only where the position is not behind them (a seek back since then rereads them)."""
+        if not left or assignment is None:
+            return
+        consumer = self._thread._ensure_consumer()
+
+        async def seek() -> None:
+            if not assignment.active:
+                return
+            for tp, (offset, after) in left.items():
+                state = assignment.state_value(tp)
+                if state is not None and state.has_valid_position and state.position >= after:
+                    consumer.seek(tp, offset)
+
+        await self._thread.call_thread(seek)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - Faust's loop
         handlers: dict[str, BatchHandler] = self.app.batch_handlers  # type: ignore[attr-defined]
@@ -196,15 +238,20 @@ class BatchConsumer(driver.Consumer):
                 records, active = await self._wait_next_records(1.0)
                 if not records or self.should_stop:
                     continue
+                fetched_from = self._thread.fetched_from
                 generation = self.app.consumer_generation_id
                 assigned = self.assignment()
                 batches: dict[BatchHandler, Batch] = {}
+                left: dict[TP, tuple[int, int]] = {}  # taken, not worked on: fetched again
                 for tp, recs in records.items():
+                    if not recs:
+                        continue
                     if tp not in assigned or (
                         active is not None and tp not in active
                         and tp not in self._buffered_partitions
                     ):
-                        continue  # revoked or paused since the fetch: refetched later
+                        left[tp] = (recs[0].offset, recs[-1].offset + 1)  # paused since
+                        continue
                     handler = handlers.get(tp.topic)
                     if handler is None:  # changelogs and the like: Faust's own path
                         for record in recs:
@@ -216,9 +263,10 @@ class BatchConsumer(driver.Consumer):
                         # Tables are still being restored after a rebalance, so state is not
                         # whole yet (Faust fetches stream partitions meanwhile). Fetch these
                         # records again once it is.
-                        await self.seek(tp, recs[0].offset)
+                        left[tp] = (recs[0].offset, recs[-1].offset + 1)
                     else:
                         batches.setdefault(handler, {})[tp] = recs
+                await self._put_back(left, fetched_from)
                 for handler, batch in batches.items():
                     given = dict(batch)
                     try:
@@ -226,10 +274,12 @@ class BatchConsumer(driver.Consumer):
                     except Abandon:
                         continue
                     offsets = {tp: recs[-1].offset + 1 for tp, recs in batch.items() if recs}
-                    for tp, recs in given.items():
-                        taken = len(batch.get(tp) or ())
-                        if taken < len(recs):
-                            await self._retake(tp, recs[taken].offset, generation)
+                    # A handler leaves records for later (a tick that waits for the other
+                    # inputs): they come back with a later fetch, and it decides again.
+                    await self._put_back({
+                        tp: (recs[len(batch.get(tp) or ())].offset, recs[-1].offset + 1)
+                        for tp, recs in given.items() if len(batch.get(tp) or ()) < len(recs)},
+                        fetched_from)
                     while finishing and (finishing[0].done() or len(finishing) >= IN_FLIGHT):
                         await finishing.popleft()  # raises what failed: the worker stops
                     previous = finishing[-1] if finishing else None
