@@ -271,7 +271,11 @@ class BatchConsumer(driver.Consumer):
                     given = dict(batch)
                     try:
                         finish = await handler(batch)
-                    except Abandon:
+                    except Abandon:  # a rebalance under way: within this assignment (if it
+                        # lasts), nothing taken is skipped
+                        await self._put_back({tp: (recs[0].offset, recs[-1].offset + 1)
+                                              for tp, recs in given.items() if recs},
+                                             fetched_from)
                         continue
                     offsets = {tp: recs[-1].offset + 1 for tp, recs in batch.items() if recs}
                     # A handler leaves records for later (a tick that waits for the other
