@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench lint clean
+.PHONY: test test-kafka demo bench lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,15 @@ $(STAMP): pyproject.toml constraints.txt
 test: $(STAMP)
 	$(BIN)/ruff check dunning tests bench
 	$(BIN)/pytest
+
+# The broker-facing tests again, on Apache Kafka (KRaft, one node per test; the jars are fetched
+# by Maven into .cache/kafka/ the first time), and the smoke test of that broker.
+KAFKA_TESTS := tests/streams/test_apache_kafka.py tests/agents/test_worker.py \
+	tests/agents/test_crash.py tests/agents/test_order.py tests/agents/test_ledger_e2e.py \
+	tests/agents/test_commands.py tests/demo/test_demo.py tests/ledger/test_sink.py
+
+test-kafka: $(STAMP)
+	$(BIN)/pytest --broker=kafka $(KAFKA_TESTS)
 
 demo: $(STAMP)
 	$(BIN)/dunning demo
