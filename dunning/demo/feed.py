@@ -152,8 +152,7 @@ class Feeder:
         """Whether any partition of `names` has records past the group's committed offset:
         found by fetching there, since the broker's end offsets cannot be trusted."""
         view = await self._group_view(group)
-        await view.topics()
-        tps = [TopicPartition(t, p) for t in names for p in (view.partitions_for_topic(t) or ())]
+        tps = await topics.partitions(view, names)
         view.assign(tps)
         for tp in tps:
             view.seek(tp, await view.committed(tp) or 0)
@@ -170,9 +169,7 @@ class Feeder:
                                         enable_auto_commit=False)
             await consumer.start()
             try:
-                await consumer.topics()
-                tps = [TopicPartition(t, p) for t in names
-                       for p in (consumer.partitions_for_topic(t) or ())]
+                tps = await topics.partitions(consumer, names)
                 consumer.assign(tps)
                 await consumer.seek_to_beginning(*tps)
                 ends = await consumer.end_offsets(tps)
