@@ -47,8 +47,6 @@ appender.file.layout.type = PatternLayout
 appender.file.layout.pattern = [%d] %p %m (%c)%n
 rootLogger.level = INFO
 rootLogger.appenderRef.file.ref = FILE
-logger.kafka.name = org.apache.kafka
-logger.kafka.level = INFO
 """
 
 # Startup over throughput: a test broker lives for seconds to minutes on a shared machine.
@@ -76,10 +74,13 @@ def kafka_jars(version: str = KAFKA_VERSION) -> Path:
         partial = CACHE / f"{version}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         shutil.rmtree(folder, ignore_errors=True)
-        fetched = subprocess.run(
-            ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-             f"-Dkafka.version={version}", f"-DoutputDirectory={partial}"],
-            capture_output=True, text=True)
+        try:
+            fetched = subprocess.run(
+                ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+                 f"-Dkafka.version={version}", f"-DoutputDirectory={partial}"],
+                capture_output=True, text=True)
+        except FileNotFoundError:
+            raise RuntimeError("fetching Apache Kafka needs Maven (mvn) on the PATH") from None
         if fetched.returncode != 0:
             raise RuntimeError(f"fetching Apache Kafka {version} with Maven failed:\n"
                                f"{fetched.stdout[-4000:]}{fetched.stderr[-4000:]}")
