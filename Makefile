@@ -16,14 +16,11 @@ test: $(STAMP)
 	$(BIN)/ruff check dunning tests bench
 	$(BIN)/pytest
 
-# The broker-facing tests again, on Apache Kafka (KRaft, one node per test; the jars are fetched
-# by Maven into .cache/kafka/ the first time), and the smoke test of that broker.
-KAFKA_TESTS := tests/streams/test_apache_kafka.py tests/agents/test_worker.py \
-	tests/agents/test_crash.py tests/agents/test_order.py tests/agents/test_ledger_e2e.py \
-	tests/agents/test_commands.py tests/demo/test_demo.py tests/ledger/test_sink.py
-
+# The broker-facing tests (marked `broker`, tests/conftest.py) again, on Apache Kafka (KRaft,
+# one node per test; Maven fetches its jars into .cache/kafka/ the first time), with the smoke
+# test of that broker.
 test-kafka: $(STAMP)
-	$(BIN)/pytest --broker=kafka $(KAFKA_TESTS)
+	$(BIN)/pytest --broker=kafka -m broker
 
 demo: $(STAMP)
 	$(BIN)/dunning demo
