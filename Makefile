@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench lint clean
+.PHONY: test test-kafka demo bench lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,12 @@ $(STAMP): pyproject.toml constraints.txt
 test: $(STAMP)
 	$(BIN)/ruff check dunning tests bench
 	$(BIN)/pytest
+
+# The broker-facing tests (marked `broker`, tests/conftest.py) again, on Apache Kafka (KRaft,
+# one node per test; Maven fetches its jars into .cache/kafka/ the first time), with the smoke
+# test of that broker.
+test-kafka: $(STAMP)
+	$(BIN)/pytest --broker=kafka -m broker
 
 demo: $(STAMP)
 	$(BIN)/dunning demo

@@ -34,7 +34,7 @@ from dunning.demo.feed import Feeder, is_tick
 from dunning.ledger.db import embedded_url, prepare
 from dunning.rules.engine import Engine
 from dunning.streams import codec, topics
-from dunning.streams.broker import EmbeddedBroker, free_port
+from dunning.streams.broker import Broker, embedded_broker, free_port
 
 RATIO_GOAL = 0.5
 PLAIN_OUT = "bench.plain"
@@ -199,7 +199,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def worker_run(broker: EmbeddedBroker, total: int, expected: dict[str, str], partitions: int,
+def worker_run(broker: Broker, total: int, expected: dict[str, str], partitions: int,
                policy: str, database_url: str, start_feed: Any,
                workers: int = 1) -> tuple[float, float, float]:
     """Start `workers` workers in one group, then the feed. Returns events/s from the first
@@ -299,7 +299,7 @@ def _healthy(port: int) -> bool:
         return False
 
 
-def start_feed(broker: EmbeddedBroker, args: argparse.Namespace,
+def start_feed(broker: Broker, args: argparse.Namespace,
                group: str | None = None) -> Process:
     """The feed in a process of its own: ordered for `group`, or free."""
     billing = (Process(target=feed, args=(broker.bootstrap, group, args.invoices, args.days,
@@ -331,9 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     with open(policy, "w") as f:
         f.write(POLICY)
 
-    def fresh_broker() -> EmbeddedBroker:
+    def fresh_broker() -> Broker:
         """Each measurement on a broker of its own, so each reads only its own feed."""
-        broker = EmbeddedBroker()
+        broker = embedded_broker()
         asyncio.run(create_topics(broker.bootstrap, args.partitions))
         return broker
 

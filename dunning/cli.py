@@ -147,13 +147,9 @@ async def _ticks(broker: str, start: int, every: float | None, speed: float,
 
 async def _input_ends(consumer: Any) -> dict[tuple[str, int], int]:
     """The end offset of every partition of the input topics other than the clock."""
-    from aiokafka.structs import TopicPartition
+    from dunning.streams.topics import CLOCK, INPUTS, partitions
 
-    from dunning.streams.topics import CLOCK, INPUTS
-
-    await consumer.topics()
-    tps = [TopicPartition(t, p) for t in INPUTS if t != CLOCK
-           for p in sorted(consumer.partitions_for_topic(t) or ())]
+    tps = await partitions(consumer, [t for t in INPUTS if t != CLOCK])
     ends = await consumer.end_offsets(tps) if tps else {}
     return {(tp.topic, tp.partition): end for tp, end in ends.items()}
 

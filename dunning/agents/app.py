@@ -64,14 +64,28 @@ async def ensure_topics(settings: Settings) -> int:
         if missing:
             await admin.create_topics(missing)
             log.info("created topics %s", ", ".join(t.name for t in missing))
-        described = await admin.describe_topics([events])
-        partitions = len(described[0]["partitions"])
+        partitions = await partition_count(admin, events)
         if partitions != settings.partitions:
             log.warning("%s has %d partitions; using them (--partitions %d applies to new "
                         "topics only)", events, partitions, settings.partitions)
         return partitions
     finally:
         await admin.close()
+
+
+async def partition_count(admin: AIOKafkaAdminClient, topic: str, timeout: float = 30) -> int:
+    """How many partitions `topic` has, once the broker knows them: Apache Kafka tells of a
+    topic just created (here, or by a worker starting beside this one) a moment later."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        [described] = await admin.describe_topics([topic])
+        if described["error_code"] == 0 and described["partitions"]:
+            return len(described["partitions"])
+        if loop.time() > deadline:
+            raise RuntimeError(f"{topic} has no partitions after {timeout:.0f} s (error code "
+                               f"{described['error_code']})")
+        await asyncio.sleep(0.1)
 
 
 def build_app(settings: Settings, policy: Policy, partitions: int,

@@ -185,8 +185,12 @@ class TickGate:
         """A consumer in the group's name that never joins it: it reads end offsets and the
         group's committed offsets."""
         if self._view is None:
-            self._view = await _started(AIOKafkaConsumer(
+            view = await _started(AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False))
+            # Subscribed to nothing, it asked for no topic at start: Apache Kafka told it of
+            # none (Tansu of all), and without the clock's partitions there is no look-ahead.
+            await view._client.force_metadata_update()
+            self._view = view
         return self._view
 
     async def close(self) -> None:

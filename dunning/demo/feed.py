@@ -150,13 +150,17 @@ class Feeder:
 
     async def _unread(self, group: str, names: list[str]) -> bool:
         """Whether any partition of `names` has records past the group's committed offset:
-        found by fetching there, since the broker's end offsets cannot be trusted."""
+        one below the end offset (exact on Apache Kafka; on Tansu it can stop short of a
+        partition's last batch, never past it), or found by fetching there."""
         view = await self._group_view(group)
-        await view.topics()
-        tps = [TopicPartition(t, p) for t in names for p in (view.partitions_for_topic(t) or ())]
+        tps = await topics.partitions(view, names)
+        committed = {tp: await view.committed(tp) or 0 for tp in tps}
+        ends = await view.end_offsets(tps) if tps else {}
+        if any(committed[tp] < ends[tp] for tp in tps):
+            return True
         view.assign(tps)
         for tp in tps:
-            view.seek(tp, await view.committed(tp) or 0)
+            view.seek(tp, committed[tp])
         batch = await view.getmany(timeout_ms=300)
         return any(batch.values())
 
@@ -170,9 +174,7 @@ class Feeder:
                                         enable_auto_commit=False)
             await consumer.start()
             try:
-                await consumer.topics()
-                tps = [TopicPartition(t, p) for t in names
-                       for p in (consumer.partitions_for_topic(t) or ())]
+                tps = await topics.partitions(consumer, names)
                 consumer.assign(tps)
                 await consumer.seek_to_beginning(*tps)
                 ends = await consumer.end_offsets(tps)

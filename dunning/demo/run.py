@@ -31,7 +31,7 @@ from dunning.demo.simulate import START, simulate
 from dunning.ledger.db import database_of, embedded_url
 from dunning.rules.engine import Engine
 from dunning.rules.times import DAY, format_time
-from dunning.streams.broker import EmbeddedBroker, free_port
+from dunning.streams.broker import Broker, embedded_broker, free_port
 from dunning.streams.codec import feed
 
 
@@ -48,7 +48,7 @@ def say(text: str = "") -> None:
 
 
 class WorkerProcess:
-    def __init__(self, broker: EmbeddedBroker, app_id: str, url: str, policy: str | None,
+    def __init__(self, broker: Broker, app_id: str, url: str, policy: str | None,
                  partitions: int, prefix: str, log_path: str) -> None:
         self.port = free_port()
         self.log = open(log_path, "wb")  # noqa: SIM115 - the worker writes it while it runs
@@ -183,7 +183,7 @@ def run(lanes: list[Lane], customers: int, days: int, seed: int,
         f"{sim.invoices:,} invoices")
     say(f"  starting the embedded broker, PostgreSQL and {len(lanes)} worker"
         f"{'s' if len(lanes) > 1 else ''} ...")
-    broker = EmbeddedBroker()
+    broker = embedded_broker()
     feeder = None
     try:
         for lane in lanes:

@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError
 
 from dunning.ledger.db import migrate
 from dunning.rules import model as m
@@ -252,7 +252,14 @@ class Ledger:
                 if rows or invoices:
                     await self.record(rows, invoices, sources)
                 if batch:
-                    await consumer.commit()
+                    try:
+                        await consumer.commit()
+                    except CommitFailedError as exc:
+                        # The group rebalanced meanwhile (a worker joined or left): whoever
+                        # owns these partitions now reads the batch again and records it
+                        # again, which changes nothing. Not a reason to stop the worker.
+                        log.info("ledger: offsets not committed, the group rebalanced (%s)",
+                                 exc.__cause__ or exc)
         finally:
             await consumer.stop()
             await self._producer.stop()

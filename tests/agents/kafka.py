@@ -1,5 +1,6 @@
-"""Test harness for the worker: a real Tansu broker, worker processes, and a client that
-feeds an input script in the order the pure engine saw it (`dunning.demo.feed`)."""
+"""Test harness for the worker: a real broker (Tansu, or Apache Kafka under `--broker=kafka`),
+worker processes, and a client that feeds an input script in the order the pure engine saw it
+(`dunning.demo.feed`)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,25 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from dunning.demo.feed import OUTPUT_TOPICS, Feeder, Record, is_tick  # noqa: F401
-from dunning.streams.broker import EmbeddedBroker, free_port
+from dunning.streams import broker as brokers
+from dunning.streams.broker import free_port
 
 
-class Broker(EmbeddedBroker):
-    """Tansu in memory on a free port: starts in milliseconds, so each test gets its own."""
+class Broker:
+    """A broker of the test's own, the one the run asked for (`--broker`, conftest.py): Tansu in
+    memory, which starts in milliseconds, or one Apache Kafka node, in a few seconds."""
+
+    def __init__(self) -> None:
+        self.impl = brokers.embedded_broker()
+        self.url = self.impl.url
+        self.bootstrap = self.impl.bootstrap
+
+    @property
+    def kafka(self) -> bool:
+        return not isinstance(self.impl, brokers.EmbeddedBroker)
+
+    def stop(self) -> None:
+        self.impl.stop()
 
 
 @dataclass

@@ -10,7 +10,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from dunning.demo.simulate import simulate
+
+pytestmark = pytest.mark.broker  # `dunning demo` starts one (embedded_broker)
 
 
 def test_a_small_demo_runs_end_to_end_and_matches_the_engine(tmp_path):
