@@ -15,7 +15,7 @@ from dunning.config.policy import Policy
 from dunning.rules import model as m
 from dunning.rules.invoice import Invoice, Out, Signal, advance, apply, issue
 from dunning.rules.schedule import Schedule
-from dunning.rules.subject import Subject, apply_signal, apply_signals
+from dunning.rules.subject import Subject, apply_signals
 from dunning.rules.times import DAY, MAX_TIME, format_time
 from dunning.rules.undo import Copier
 
@@ -138,9 +138,6 @@ class Engine:
         else:
             self._unclocked.discard(iid)
 
-    def signal(self, sig: Signal) -> list[m.Command]:
-        return apply_signal(self._subject(sig), sig)[1]
-
     def _subject(self, sig: Signal) -> Subject:
         subj = self.subjects.get(sig.subject_key)
         if subj is None:
@@ -245,37 +242,39 @@ class Engine:
                     due.append((at, iid))
         heapq.heapify(due)
         # An invoice whose rules raise is put back as it was before this tick, without what
-        # it emitted in it (spans of out's lists), and tried again at the next tick.
+        # it emitted in it, and tried again at the next tick.
         before: dict[str, list[Any]] = {}
-        spans: dict[str, list[tuple[int, int, int, int]]] = {}
         while due:
             at, iid = heapq.heappop(due)
             inv = self.invoices[iid]
             if iid not in before:
                 before[iid] = INVOICE_STATE.copy(inv)
-            commands, signals = len(out.commands), len(out.signals)
+            signals = len(out.signals)
             try:
                 advance(inv, now, tick.event_id, out, until=at)
             except Exception as exc:
-                self._undo_tick(iid, before[iid], spans.pop(iid, []), commands, signals, out)
+                self._undo_tick(iid, before[iid], out)
                 out.dead_letters.append(internal_error(tick.source, exc, f"invoice {iid} "))
                 continue
             out.signal_at += [at] * (len(out.signals) - signals)
-            spans.setdefault(iid, []).append(
-                (commands, len(out.commands), signals, len(out.signals)))
             following = inv.next_at()
             if following is not None and following <= now:
                 heapq.heappush(due, (following, iid))
             else:
                 self.schedule.set(iid, following)
 
-    def _undo_tick(self, iid: str, state: list[Any], spans: list[tuple[int, int, int, int]],
-                   commands: int, signals: int, out: Out) -> None:
+    def _undo_tick(self, iid: str, state: list[Any], out: Out) -> None:
+        """Take back what invoice `iid` did in this tick: its state, and its commands (an
+        invoice's are keyed by its id) and signals (the failing step's have no `signal_at`
+        yet; the rest are found by invoice)."""
         inv = self.invoices[iid]
         INVOICE_STATE.restore(inv, state)
-        del out.commands[commands:], out.signals[signals:], out.signal_at[signals:]
-        for c0, c1, s0, s1 in reversed(spans):  # later spans first: earlier ones keep place
-            del out.commands[c0:c1], out.signals[s0:s1], out.signal_at[s0:s1]
+        del out.signals[len(out.signal_at):]
+        out.commands[:] = [c for c in out.commands if c.key != iid]
+        kept = [(s, at) for s, at in zip(out.signals, out.signal_at, strict=True)
+                if s.invoice_id != iid]
+        out.signals[:] = [s for s, _ in kept]
+        out.signal_at[:] = [at for _, at in kept]
         self.schedule.set(iid, inv.next_at())  # still due: tried again at the next tick
 
     def _expire(self, iid: str, now: int, out: Out) -> None:

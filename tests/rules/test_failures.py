@@ -137,6 +137,24 @@ def test_a_tick_failing_for_one_invoice_fires_for_the_others(monkeypatch):
     assert d.statuses("inv-2") == d.statuses("inv-1")
 
 
+def test_two_invoices_failing_in_one_jump_take_back_only_their_own_commands(monkeypatch):
+    """A jump fires each invoice's actions in time order across invoices; the second
+    failure must still find (and take back) its own commands, not the ones after the first
+    failure's were taken out."""
+    d = Driver(POLICY)
+    d.tick("2026-01-01")
+    for iid in ("inv-a", "inv-b", "inv-c"):
+        d.issue(iid, order_id=f"o-{iid}")
+    broken(monkeypatch, "_fire",
+           lambda args: args[1] == "suspend" and args[0].invoice_id in ("inv-a", "inv-b"))
+    r = d.tick("2026-03-01")  # overdue (31 Jan) for all three, then suspend (15 Feb)
+    assert sorted(x.reason.split("invoice ")[1].split(" ")[0] for x in r.dead_letters) == [
+        "inv-a", "inv-b"]
+    by_invoice = {c.value.get("invoice_id") for c in r.commands}
+    assert by_invoice == {"inv-c"}, by_invoice
+    assert {"notify.overdue", "service.suspend"} <= {c.value["type"] for c in r.commands}
+
+
 def test_a_tick_failing_outside_the_rules_loses_no_due_invoice(monkeypatch):
     d = Driver(POLICY)
     d.tick("2026-01-01")
