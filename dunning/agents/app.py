@@ -17,6 +17,7 @@ import os
 from typing import Any
 
 import faust
+from aiohttp import web as aiohttp_web
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.exceptions import SameNode
 from faust.web.exceptions import ServiceUnavailable
@@ -236,8 +237,6 @@ def _refused(request: Any, token: str | None) -> Any:
     (`Authorization: Bearer TOKEN`, compared in constant time; another worker routing a
     request passes it on, as Faust forwards the headers); without one, only clients on the
     loopback interface are answered."""
-    from aiohttp import web as aiohttp_web
-
     if token is not None:
         given = request.headers.get("Authorization", "").encode()
         if hmac.compare_digest(given, b"Bearer " + token.encode()):

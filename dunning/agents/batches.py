@@ -19,8 +19,9 @@ from typing import Any
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
+from dunning.streams.records import dead_letter as dead_letter_record
 from dunning.streams.records import partition_for
-from dunning.streams.topics import OUTPUTS
+from dunning.streams.topics import DEADLETTER, OUTPUTS
 from dunning.tables.partitions import apply_rows
 
 Batch = dict[TP, list[Any]]  # aiokafka ConsumerRecords of one fetch, by partition
@@ -79,6 +80,13 @@ class Outbox:
             if builder.append(timestamp=timestamp, key=key, value=value,
                               headers=headers or []) is None:
                 raise ValueError(f"a record of {len(value or b'')} bytes fits no batch")
+
+    async def dead_letter(self, dl: Any, metrics: Any) -> None:
+        """A rejected record to the dead-letter topic, unchanged, with its dlq.* headers;
+        counted by code in `metrics`."""
+        key, value, headers = dead_letter_record(dl)
+        await self.send(DEADLETTER, key, value, None, headers)
+        metrics.dead_letters.labels(dl.error).inc()
 
     async def flush(self) -> None:
         """Ship what was sent, wait until all is delivered, raise what failed."""

@@ -28,7 +28,7 @@ from dunning.rules.engine import Engine, internal_error
 from dunning.rules.invoice import Out
 from dunning.streams import records as wire
 from dunning.streams.codec import decode
-from dunning.streams.topics import CLOCK, DEADLETTER
+from dunning.streams.topics import CLOCK
 from dunning.tables.partitions import engine_rows, rebuild_engine
 from dunning.tables.state import encode_signal
 
@@ -134,9 +134,7 @@ class InvoiceAgent:
         if dl.error == m.INTERNAL_ERROR:
             log.error("dead-lettered %s@%d:%d as internal_error: %s", dl.source.topic,
                       dl.source.partition, dl.source.offset, dl.reason)
-        self.metrics.dead_letters.labels(dl.error).inc()
-        key, value, dl_headers = wire.dead_letter(dl)
-        await self.out.send(DEADLETTER, key, value, None, dl_headers)
+        await self.out.dead_letter(dl, self.metrics)
 
     async def _signals(self, engine: Engine, out: Out, partition: int, offset: int,
                        event: m.Event) -> None:

@@ -21,7 +21,7 @@ from dunning.rules import model as m
 from dunning.rules.engine import internal_error
 from dunning.streams import records as wire
 from dunning.streams.codec import MAX_ID_CHARS, MAX_RECORD_BYTES, decode
-from dunning.streams.topics import CLOCK, DEADLETTER
+from dunning.streams.topics import CLOCK
 
 
 class Sequencer:
@@ -75,10 +75,8 @@ class Sequencer:
         except Exception as exc:  # no record can stop the worker (contract §2)
             routed = internal_error(self._source(tp, r), exc, "the record ")
         if isinstance(routed, m.DeadLetter):
-            key, value, dl_headers = wire.dead_letter(routed)
-            await self.out.send(DEADLETTER, key, value, None, dl_headers)
+            await self.out.dead_letter(routed, self.metrics)
             dead[(tp.topic, wire.type_label(r.value), m.DEAD_LETTERED)] += 1
-            self.metrics.dead_letters.labels(routed.error).inc()
             return
         headers = wire.forward_headers(tp.topic, tp.partition, r.offset, r.key, r.headers)
         for key, partition in routed:

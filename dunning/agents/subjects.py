@@ -24,8 +24,6 @@ from dunning.rules import model as m
 from dunning.rules.engine import internal_error
 from dunning.rules.invoice import Signal
 from dunning.rules.subject import Subject, apply_signals
-from dunning.streams import records as wire
-from dunning.streams.topics import DEADLETTER
 from dunning.tables.partitions import SUBJECT, Row, waiting_key
 from dunning.tables.state import decode_signal, decode_subject, encode_signal, encode_subject
 
@@ -110,9 +108,7 @@ class SubjectAgent:
                     await send(command.topic, command.key.encode(), orjson.dumps(command.value))
                     commands[command.value["type"]] += 1
                 for dl in dead:
-                    key, value, headers = wire.dead_letter(dl)
-                    await send(DEADLETTER, key, value, None, headers)
-                    self.metrics.dead_letters.labels(dl.error).inc()
+                    await self.out.dead_letter(dl, self.metrics)
                 rows += [(SUBJECT + key.encode(), encode_subject(s)) for key, s in dirty.items()]
             rows.append((waiting_key(q), w.encode()))  # last: see batches.write_rows
             written.append((q, rows))
