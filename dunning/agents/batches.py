@@ -64,8 +64,10 @@ class Outbox:
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None,
                    partition: int | None = None, headers: Any = None,
-                   timestamp: float | None = None) -> None:
-        """`timestamp` (seconds) defaults to now; forwarded records keep their original."""
+                   timestamp: int | None = None) -> None:
+        """`timestamp` (milliseconds, whatever aiokafka's `BatchBuilder.append` says) defaults
+        to now; forwarded records keep their original. Given seconds, Kafka takes the records
+        for 1970's and its time retention deletes them at its next check, read or not."""
         topic = self._rename.get(topic, topic)
         if partition is None:
             count = self._partitions.get(topic) or await self._count(topic)

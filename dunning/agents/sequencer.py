@@ -80,7 +80,9 @@ class Sequencer:
             return
         headers = wire.forward_headers(tp.topic, tp.partition, r.offset, r.key, r.headers)
         for key, partition in routed:
-            await self.out.send(self.topic, key, r.value, partition, headers, r.timestamp / 1000)
+            # The input's own timestamp, in ms: in seconds Kafka's time retention deleted
+            # the events log's records before the invoice agent had read them.
+            await self.out.send(self.topic, key, r.value, partition, headers, r.timestamp)
 
     @staticmethod
     def _source(tp: Any, r: Any) -> m.Source:
