@@ -29,6 +29,10 @@ class Settings:
     web_port: int = 6066
     web_host: str = socket.gethostname()  # the name other workers reach this one by
     partitions: int = 8
+    # Replicas of every topic the worker creates, its internal logs and table changelogs
+    # included: 1 for a single broker; 3 in production, with the brokers' min.insync.replicas
+    # 2 (the worker's producer waits for acks from all in-sync replicas).
+    replication_factor: int = 1
     app_id: str = "dunning"
     data_dir: str = ".dunning"
     output_prefix: str = ""  # a shadow worker's output topics: prefix + the contract's names

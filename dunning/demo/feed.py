@@ -44,7 +44,8 @@ class Feeder:
         self.sent: dict[TopicPartition, int] = {}  # next offset after what this client sent
 
         async def start() -> tuple[AIOKafkaProducer, AIOKafkaAdminClient]:
-            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
+            # acks from every in-sync replica: a broker lost in a test loses no input.
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks="all")
             admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
             await producer.start()
             await admin.start()

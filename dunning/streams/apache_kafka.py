@@ -4,7 +4,7 @@
 with its data in a temporary folder, and has the surface of `EmbeddedBroker` (`.url`,
 `.bootstrap`, `.stop()`); `KafkaBroker(nodes=3)` starts three such nodes forming one cluster
 (three voters, replication 3, min ISR 2), where one node at a time can be killed and started
-again (`kill(i)`, `start(i)`).
+again (`kill(i)`, `start(i)`; `quorum_leader()` names the controllers' leader).
 
 The jars come from Maven Central through Maven, once, into `.cache/kafka/<version>/` of the
 source tree (`deploy/kafka/pom.xml` names them); later calls find them there. Needs `java` 17+
@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -276,6 +277,22 @@ class KafkaBroker:
         node = self.node(node_id)
         offset = node.launch(self.classpath)
         self._wait_started([node], {node_id: offset})
+
+    def quorum_leader(self) -> int:
+        """The node id of the controller quorum's leader, as the running voters last recorded
+        it (`quorum-state` in their metadata log's folder): the highest epoch's leader."""
+        best = (-1, -1)
+        for node in self.nodes:
+            if not node.running:
+                continue
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                state = json.loads((node.folder / "data" / "__cluster_metadata-0" /
+                                    "quorum-state").read_text())
+                if state.get("leaderId", -1) >= 0:
+                    best = max(best, (state["leaderEpoch"], state["leaderId"]))
+        if best[1] < 0:
+            raise RuntimeError("no node knows a quorum leader")
+        return best[1]
 
     def restart(self, node_id: int, sig: int = signal.SIGKILL) -> None:
         self.kill(node_id, sig)
