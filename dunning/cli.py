@@ -122,7 +122,7 @@ async def _ticks(broker: str, start: int, every: float | None, speed: float,
     from dunning.streams.records import after_header
     from dunning.streams.topics import CLOCK
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(broker))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(broker), acks="all")
     # Each tick carries the other inputs' end offsets as it is sent (`dunning.after`): the
     # worker then applies it after exactly what was sent before it, however far behind it is.
     offsets = AIOKafkaConsumer(bootstrap_servers=bootstrap(broker))
