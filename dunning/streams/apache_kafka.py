@@ -232,6 +232,8 @@ class KafkaBroker:
             "broker.session.timeout.ms": "3000",
             "broker.heartbeat.interval.ms": "500",
             "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
+            # The cleaner looks for compacted logs to clean every second, not every 15 s.
+            "log.cleaner.backoff.ms": "1000",
             **extra,
         }
 
