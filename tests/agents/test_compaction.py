@@ -9,7 +9,6 @@ import asyncio
 import signal
 import time
 from datetime import date, timedelta
-from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -19,7 +18,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from dunning.agents.app import changelog_topic
 from dunning.streams import topics
 from tests.agents import scenarios
-from tests.agents.test_crash import Setting, check_against_engine
+from tests.agents.test_crash import check_against_engine
+from tests.agents.test_crash import setting as setting  # the fixture: one broker, a ledger
 
 pytestmark = pytest.mark.kafka
 
@@ -29,15 +29,6 @@ INVOICES, PAYING_DAYS, DAYS = 40, 25, 70
 # is cleaned as soon as any of it is superseded.
 QUICK_CLEANING = {"cleanup.policy": "compact", "segment.ms": "300",
                   "min.cleanable.dirty.ratio": "0.01", "min.compaction.lag.ms": "0"}
-
-
-@pytest.fixture
-def setting(tmp_path: Any, database: str) -> Any:
-    s = Setting(tmp_path, database)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def many_updates() -> tuple[scenarios.Recorder, int]:
