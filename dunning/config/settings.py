@@ -37,7 +37,8 @@ class Settings:
     data_dir: str = ".dunning"
     output_prefix: str = ""  # a shadow worker's output topics: prefix + the contract's names
     # Group timings. Tansu holds a join for about the rebalance timeout, so short ones let a
-    # worker start in seconds; a batch must still finish within it.
+    # worker start in seconds there; Apache Kafka holds none, and the timeout only bounds how
+    # long a rebalance waits for members. A batch must still finish within it.
     rebalance_timeout: float = 10.0
     session_timeout: float = 30.0
     # Longest a fetch waits at the broker for records to arrive: latency of a quiet hop.
