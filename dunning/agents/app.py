@@ -34,7 +34,6 @@ from dunning.config.settings import Settings
 from dunning.ledger.db import database_name, embedded_url, prepare
 from dunning.ledger.sink import Ledger
 from dunning.streams import records as wire
-from dunning.streams.broker import exact_end_offsets
 from dunning.streams.topics import INPUTS, OUTPUTS
 from dunning.tables.state import invoice_view
 
@@ -63,11 +62,10 @@ def changelog_topic(app_id: str, table: str) -> str:
     return f"{app_id}-{table}-changelog"
 
 
-async def ensure_topics(settings: Settings) -> tuple[int, bool]:
+async def ensure_topics(settings: Settings) -> int:
     """Create the contract's topics, the internal ones and the tables' changelogs (compacted)
     where missing, with `--replication-factor` replicas; returns the partition count of the
-    internal log, which every worker of the group must agree on, and whether the broker's end
-    offsets are exact (`broker.exact_end_offsets`)."""
+    internal log, which every worker of the group must agree on."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
     await admin.start()
     try:
@@ -82,7 +80,7 @@ async def ensure_topics(settings: Settings) -> tuple[int, bool]:
         # A changelog partition belongs to the internal log's partition of the same number.
         await _create(admin, [changelog_topic(settings.app_id, t) for t in TABLES], partitions,
                       settings.replication_factor, CHANGELOG_CONFIG)
-        return partitions, await exact_end_offsets(admin)
+        return partitions
     finally:
         await admin.close()
 
@@ -113,9 +111,7 @@ async def partition_count(admin: AIOKafkaAdminClient, topic: str, timeout: float
 
 
 def build_app(settings: Settings, policy: Policy, partitions: int,
-              database_url: str | None = None, exact_end_offsets: bool = False) -> DunningApp:
-    """`exact_end_offsets`: whether the broker's end offsets count every record
-    (`broker.exact_end_offsets`); if not, changelog writes work around it."""
+              database_url: str | None = None) -> DunningApp:
     app = DunningApp(
         settings.app_id,
         broker=settings.broker,
@@ -168,8 +164,6 @@ def build_app(settings: Settings, policy: Policy, partitions: int,
     invoice_agent = InvoiceAgent(producer, invoices, policy, settings.app_id, partitions, metrics,
                                  ready, prefix, settings.max_tick_jump)
     subject_agent = SubjectAgent(producer, subjects, partitions, metrics, ready, prefix)
-    for agent in (invoice_agent, subject_agent):
-        agent.out.short_end_offsets = not exact_end_offsets
     events = wire.events_topic(settings.app_id)
     signals = wire.signals_topic(settings.app_id)
     for topic in INPUTS:
@@ -303,9 +297,9 @@ class DunningWorker(faust.Worker):
 
 def run_worker(settings: Settings, policy: Policy) -> None:
     os.makedirs(settings.data_dir, exist_ok=True)
-    partitions, exact = asyncio.run(ensure_topics(settings))
+    partitions = asyncio.run(ensure_topics(settings))
     url = settings.database_url or embedded_url(settings.data_dir, database_name(settings.app_id))
     asyncio.run(prepare(url))
-    app = build_app(settings, policy, partitions, url, exact)
+    app = build_app(settings, policy, partitions, url)
     worker = DunningWorker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()

@@ -57,9 +57,9 @@ class EmbeddedBroker:
 async def exact_end_offsets(admin: Any) -> bool:
     """Whether the broker's end offsets count every record written (an aiokafka admin client
     asks). Apache Kafka's do. Tansu's stop at the first record of a partition's last batch,
-    and the workarounds for that (`batches.write_rows`, `Feeder._unread`) apply where this
-    says False. Told apart by the broker's own configuration: Apache Kafka describes its
-    settings, Tansu none; a broker that describes none is taken to be short."""
+    and the feeder's workaround for that (`Feeder._unread`) applies where this says False.
+    Told apart by the broker's own configuration: Apache Kafka describes its settings, Tansu
+    none; a broker that describes none is taken to be short."""
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
     from aiokafka.errors import KafkaError
 

@@ -1,6 +1,6 @@
 """`broker.exact_end_offsets` says what the broker's end offsets do: after one batch of three
 records, Apache Kafka's end offset is 3; Tansu's stops at the batch's first record (1). The
-worker and the feeder work around short ones only where it says so."""
+test feeder works around short ones only where it says so."""
 
 from __future__ import annotations
 
