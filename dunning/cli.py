@@ -80,7 +80,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = Settings(
         broker=args.broker, policy=args.policy, database_url=args.database_url,
         web_port=int(args.web_port), web_host=args.web_host,
-        partitions=int(args.partitions), app_id=args.app_id, output_prefix=args.output_prefix,
+        partitions=int(args.partitions), replication_factor=int(args.replication_factor),
+        app_id=args.app_id, output_prefix=args.output_prefix,
         rebalance_timeout=float(args.rebalance_timeout),
         session_timeout=float(args.session_timeout), log_level=args.log_level,
         max_tick_jump=round(args.max_tick_jump * 86_400), web_token=args.web_token or None,
@@ -121,7 +122,7 @@ async def _ticks(broker: str, start: int, every: float | None, speed: float,
     from dunning.streams.records import after_header
     from dunning.streams.topics import CLOCK
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(broker))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(broker), acks="all")
     # Each tick carries the other inputs' end offsets as it is sent (`dunning.after`): the
     # worker then applies it after exactly what was sent before it, however far behind it is.
     offsets = AIOKafkaConsumer(bootstrap_servers=bootstrap(broker))
@@ -230,6 +231,10 @@ def parser() -> argparse.ArgumentParser:
                           "DUNNING_WEB_TOKEN; /health and /metrics stay open)")
     wrk.add_argument("--partitions", type=int, default=int(_env("--partitions", 8)),
                      help="partitions of the topics it creates")
+    wrk.add_argument("--replication-factor", type=int,
+                     default=int(_env("--replication-factor", 1)),
+                     help="replicas of the topics it creates, internal ones and table changelogs "
+                          "included (production: 3, with min.insync.replicas 2 on the brokers)")
     wrk.add_argument("--app-id", default=_env("--app-id", "dunning"),
                      help="consumer group, and prefix of internal topics")
     wrk.add_argument("--output-prefix", default=_env("--output-prefix", ""),

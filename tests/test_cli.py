@@ -28,3 +28,12 @@ def test_policy_file_from_environment(tmp_path: Path, capsys, monkeypatch):
     args = parser().parse_args(["policy"])
     assert args.run(args) == 0
     assert "terms_days                 14" in capsys.readouterr().out
+
+
+def test_replication_factor_flag_and_variable(monkeypatch):
+    from dunning.cli import parser
+
+    assert parser().parse_args(["worker"]).replication_factor == 1
+    assert parser().parse_args(["worker", "--replication-factor", "3"]).replication_factor == 3
+    monkeypatch.setenv("DUNNING_REPLICATION_FACTOR", "3")
+    assert parser().parse_args(["worker"]).replication_factor == 3

@@ -51,27 +51,48 @@ class DunningApp(faust.App):
         return BatchTransport(self.conf.broker_consumer, self)
 
 
+TABLES = ("invoices", "subjects")
+# A changelog holds each key's latest row: compaction keeps it bounded, and a worker that
+# takes over a partition reads the surviving rows, not every update ever written.
+CHANGELOG_CONFIG = {"cleanup.policy": "compact"}
+
+
+def changelog_topic(app_id: str, table: str) -> str:
+    """Faust's name for a table's changelog."""
+    return f"{app_id}-{table}-changelog"
+
+
 async def ensure_topics(settings: Settings) -> int:
-    """Create the contract's topics and the internal ones where missing; returns the partition
-    count of the internal log, which every worker of the group must agree on."""
+    """Create the contract's topics, the internal ones and the tables' changelogs (compacted)
+    where missing, with `--replication-factor` replicas; returns the partition count of the
+    internal log, which every worker of the group must agree on."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
     await admin.start()
     try:
         events = wire.events_topic(settings.app_id)
         outputs = [settings.output_prefix + t for t in OUTPUTS]
         wanted = [*INPUTS, *outputs, events, wire.signals_topic(settings.app_id)]
-        existing = set(await admin.list_topics())
-        missing = [NewTopic(t, settings.partitions, 1) for t in wanted if t not in existing]
-        if missing:
-            await admin.create_topics(missing)
-            log.info("created topics %s", ", ".join(t.name for t in missing))
+        await _create(admin, wanted, settings.partitions, settings.replication_factor)
         partitions = await partition_count(admin, events)
         if partitions != settings.partitions:
             log.warning("%s has %d partitions; using them (--partitions %d applies to new "
                         "topics only)", events, partitions, settings.partitions)
+        # A changelog partition belongs to the internal log's partition of the same number.
+        await _create(admin, [changelog_topic(settings.app_id, t) for t in TABLES], partitions,
+                      settings.replication_factor, CHANGELOG_CONFIG)
         return partitions
     finally:
         await admin.close()
+
+
+async def _create(admin: AIOKafkaAdminClient, names: list[str], partitions: int,
+                  replicas: int, config: dict[str, str] | None = None) -> None:
+    existing = set(await admin.list_topics())
+    missing = [NewTopic(t, partitions, replicas, topic_configs=config or {})
+               for t in names if t not in existing]
+    if missing:
+        await admin.create_topics(missing)
+        log.info("created topics %s", ", ".join(t.name for t in missing))
 
 
 async def partition_count(admin: AIOKafkaAdminClient, topic: str, timeout: float = 30) -> int:
@@ -101,12 +122,17 @@ def build_app(settings: Settings, policy: Policy, partitions: int,
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=partitions,
-        topic_replication_factor=1,
+        # The topics Faust creates (its assignor's, a changelog made before ensure_topics
+        # did) get the same replicas; Faust makes changelogs compacted.
+        topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
         broker_max_poll_records=5000,
         broker_rebalance_timeout=settings.rebalance_timeout,
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=max(0.5, settings.session_timeout / 10),
+        # Output and state count as written once every in-sync replica has them: with
+        # min.insync.replicas 2, losing a broker loses nothing acknowledged.
+        producer_acks=-1,
         producer_linger_ms=5,
         producer_max_batch_size=1 << 20,
         table_standby_replicas=0,
@@ -121,8 +147,8 @@ def build_app(settings: Settings, policy: Policy, partitions: int,
     app.fetch_max_wait = settings.fetch_max_wait  # type: ignore[attr-defined]
     metrics = Metrics()
     # Keys and values are bytes, raw on the changelog: tables.state encodes the rows.
-    invoices = app.Table("invoices", partitions=partitions, key_type=bytes, value_type=bytes)
-    subjects = app.Table("subjects", partitions=partitions, key_type=bytes, value_type=bytes)
+    invoices = app.Table(TABLES[0], partitions=partitions, key_type=bytes, value_type=bytes)
+    subjects = app.Table(TABLES[1], partitions=partitions, key_type=bytes, value_type=bytes)
     producer = app.producer
     prefix = settings.output_prefix
     gate = TickGate(settings.bootstrap, app.conf.id)  # Faust's group id

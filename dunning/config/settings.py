@@ -29,11 +29,16 @@ class Settings:
     web_port: int = 6066
     web_host: str = socket.gethostname()  # the name other workers reach this one by
     partitions: int = 8
+    # Replicas of every topic the worker creates, its internal logs and table changelogs
+    # included: 1 for a single broker; 3 in production, with the brokers' min.insync.replicas
+    # 2 (the worker's producer waits for acks from all in-sync replicas).
+    replication_factor: int = 1
     app_id: str = "dunning"
     data_dir: str = ".dunning"
     output_prefix: str = ""  # a shadow worker's output topics: prefix + the contract's names
     # Group timings. Tansu holds a join for about the rebalance timeout, so short ones let a
-    # worker start in seconds; a batch must still finish within it.
+    # worker start in seconds there; Apache Kafka holds none, and the timeout only bounds how
+    # long a rebalance waits for members. A batch must still finish within it.
     rebalance_timeout: float = 10.0
     session_timeout: float = 30.0
     # Longest a fetch waits at the broker for records to arrive: latency of a quiet hop.

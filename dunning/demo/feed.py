@@ -20,6 +20,7 @@ from aiokafka.structs import TopicPartition
 
 from dunning.streams import records as wire
 from dunning.streams import topics
+from dunning.streams.broker import exact_end_offsets
 
 OUTPUT_TOPICS = (topics.NOTIFICATIONS, topics.PROVISIONING, topics.BILLING)
 
@@ -44,13 +45,16 @@ class Feeder:
         self.sent: dict[TopicPartition, int] = {}  # next offset after what this client sent
 
         async def start() -> tuple[AIOKafkaProducer, AIOKafkaAdminClient]:
-            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
+            # acks from every in-sync replica: a broker lost in a test loses no input.
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks="all")
             admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
             await producer.start()
             await admin.start()
             return producer, admin
 
         self.producer, self.admin = self.run(start())
+        # Whether end offsets are exact (Apache Kafka) or may stop short (Tansu): _unread.
+        self.exact_end_offsets = self.run(exact_end_offsets(self.admin))
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
@@ -151,13 +155,15 @@ class Feeder:
     async def _unread(self, group: str, names: list[str]) -> bool:
         """Whether any partition of `names` has records past the group's committed offset:
         one below the end offset (exact on Apache Kafka; on Tansu it can stop short of a
-        partition's last batch, never past it), or found by fetching there."""
+        partition's last batch, never past it), or, on Tansu only, found by fetching there."""
         view = await self._group_view(group)
         tps = await topics.partitions(view, names)
         committed = {tp: await view.committed(tp) or 0 for tp in tps}
         ends = await view.end_offsets(tps) if tps else {}
         if any(committed[tp] < ends[tp] for tp in tps):
             return True
+        if self.exact_end_offsets:
+            return False
         view.assign(tps)
         for tp in tps:
             view.seek(tp, committed[tp])

@@ -214,7 +214,7 @@ class Ledger:
                                     group_id=self.group, enable_auto_commit=False,
                                     auto_offset_reset="earliest", max_poll_records=5000,
                                     fetch_max_wait_ms=100, **self.timeouts)
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
         await self._producer.start()
         await consumer.start()
         try:

@@ -4,7 +4,7 @@
 with its data in a temporary folder, and has the surface of `EmbeddedBroker` (`.url`,
 `.bootstrap`, `.stop()`); `KafkaBroker(nodes=3)` starts three such nodes forming one cluster
 (three voters, replication 3, min ISR 2), where one node at a time can be killed and started
-again (`kill(i)`, `start(i)`).
+again (`kill(i)`, `start(i)`; `quorum_leader()` names the controllers' leader).
 
 The jars come from Maven Central through Maven, once, into `.cache/kafka/<version>/` of the
 source tree (`deploy/kafka/pom.xml` names them); later calls find them there. Needs `java` 17+
@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -52,6 +53,52 @@ rootLogger.appenderRef.file.ref = FILE
 # Startup over throughput: a test broker lives for seconds to minutes on a shared machine.
 _JVM = ["-Xms256m", "-Xmx1g", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
         "-Djava.awt.headless=true"]
+
+
+# What a node is and how it talks: docker-compose.yml's Kafka services have the same (a test
+# checks), on their own hosts and ports.
+LISTENERS = {
+    "process.roles": "broker,controller",
+    "controller.listener.names": "CONTROLLER",
+    "inter.broker.listener.name": "PLAINTEXT",
+    "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+}
+
+
+def durability(nodes: int) -> dict[str, str]:
+    """Replication of a cluster of `nodes`: three replicas of every topic, the internal ones
+    (group offsets, transaction state) included, and writes acknowledged once two have them,
+    so one node can be lost; a single node has one of each. docker-compose.yml's three nodes
+    have these (a test checks)."""
+    replicas = min(nodes, 3)
+    isr = "2" if replicas == 3 else "1"
+    return {
+        "default.replication.factor": str(replicas),
+        "min.insync.replicas": isr,
+        "offsets.topic.replication.factor": str(replicas),
+        "transaction.state.log.replication.factor": str(replicas),
+        "transaction.state.log.min.isr": isr,
+        "share.coordinator.state.topic.replication.factor": str(replicas),
+        "share.coordinator.state.topic.min.isr": isr,
+    }
+
+
+# Where the test brokers differ from production, and why: a test broker lives for seconds to
+# minutes on a shared machine.
+FOR_TESTS = {
+    "num.partitions": "1",  # the worker creates its topics with --partitions anyway
+    # Fewer internal partitions than production's 50: they are created on first use.
+    "offsets.topic.num.partitions": "4",
+    "transaction.state.log.num.partitions": "4",
+    # A group's first member is not kept waiting 3 s for others.
+    "group.initial.rebalance.delay.ms": "0",
+    # A killed node's partitions move to another leader within seconds, not 9 s.
+    "broker.session.timeout.ms": "3000",
+    "broker.heartbeat.interval.ms": "500",
+    "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
+    # The cleaner looks for compacted logs to clean every second, not every 15 s.
+    "log.cleaner.backoff.ms": "1000",
+}
 
 
 def java() -> str:
@@ -167,6 +214,22 @@ class KafkaNode:
         return "\n".join(out)
 
 
+def node_settings(node: KafkaNode, nodes: list[KafkaNode]) -> dict[str, str]:
+    """`server.properties` of `node` in a cluster of `nodes`, all on the loopback interface."""
+    voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in nodes)
+    return {
+        **LISTENERS,
+        **durability(len(nodes)),
+        "node.id": str(node.node_id),
+        "controller.quorum.voters": voters,
+        "listeners": f"PLAINTEXT://127.0.0.1:{node.port},"
+                     f"CONTROLLER://127.0.0.1:{node.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
+        "log.dirs": str(node.folder / "data"),
+        **FOR_TESTS,
+    }
+
+
 class KafkaBroker:
     """Apache Kafka on free loopback ports: one node, or `nodes=3` for a cluster of three.
 
@@ -191,48 +254,13 @@ class KafkaBroker:
         self.cluster_id = cluster_id()
         try:
             for node in self.nodes:
-                node.write_config(self._settings(node, settings or {}))
+                node.write_config({**node_settings(node, self.nodes), **(settings or {})})
             self._format()
             offsets = {n.node_id: n.launch(self.classpath) for n in self.nodes}
             self._wait_started(self.nodes, offsets)
         except BaseException:
             self.stop(grace=0)
             raise
-
-    def _settings(self, node: KafkaNode, extra: dict[str, str]) -> dict[str, str]:
-        replicas = min(len(self.nodes), 3)
-        isr = 2 if replicas == 3 else 1
-        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
-        return {
-            "process.roles": "broker,controller",
-            "node.id": str(node.node_id),
-            "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},"
-                         f"CONTROLLER://127.0.0.1:{node.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "log.dirs": str(node.folder / "data"),
-            "num.partitions": "1",
-            "default.replication.factor": str(replicas),
-            "min.insync.replicas": str(isr),
-            "offsets.topic.replication.factor": str(replicas),
-            "transaction.state.log.replication.factor": str(replicas),
-            "transaction.state.log.min.isr": str(isr),
-            "share.coordinator.state.topic.replication.factor": str(replicas),
-            "share.coordinator.state.topic.min.isr": str(isr),
-            # Fewer internal partitions than production's 50: they are created on first use.
-            "offsets.topic.num.partitions": "4",
-            "transaction.state.log.num.partitions": "4",
-            # A group's first member is not kept waiting 3 s for others.
-            "group.initial.rebalance.delay.ms": "0",
-            # A killed node's partitions move to another leader within seconds, not 9 s.
-            "broker.session.timeout.ms": "3000",
-            "broker.heartbeat.interval.ms": "500",
-            "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
-            **extra,
-        }
 
     def _format(self) -> None:
         procs = [subprocess.Popen(
@@ -276,6 +304,22 @@ class KafkaBroker:
         node = self.node(node_id)
         offset = node.launch(self.classpath)
         self._wait_started([node], {node_id: offset})
+
+    def quorum_leader(self) -> int:
+        """The node id of the controller quorum's leader, as the running voters last recorded
+        it (`quorum-state` in their metadata log's folder): the highest epoch's leader."""
+        best = (-1, -1)
+        for node in self.nodes:
+            if not node.running:
+                continue
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                state = json.loads((node.folder / "data" / "__cluster_metadata-0" /
+                                    "quorum-state").read_text())
+                if state.get("leaderId", -1) >= 0:
+                    best = max(best, (state["leaderEpoch"], state["leaderId"]))
+        if best[1] < 0:
+            raise RuntimeError("no node knows a quorum leader")
+        return best[1]
 
     def restart(self, node_id: int, sig: int = signal.SIGKILL) -> None:
         self.kill(node_id, sig)

@@ -11,7 +11,7 @@ import os
 import socket
 import subprocess
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 
 def broker_command(port: int, host: str = "127.0.0.1", bind: str = "0.0.0.0") -> list[str]:
@@ -52,6 +52,25 @@ class EmbeddedBroker:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+
+
+async def exact_end_offsets(admin: Any) -> bool:
+    """Whether the broker's end offsets count every record written (an aiokafka admin client
+    asks). Apache Kafka's do. Tansu's stop at the first record of a partition's last batch,
+    and the feeder's workaround for that (`Feeder._unread`) applies where this says False.
+    Told apart by the broker's own configuration: Apache Kafka describes its settings, Tansu
+    none; a broker that describes none is taken to be short."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+    from aiokafka.errors import KafkaError
+
+    try:
+        cluster = await admin.describe_cluster()
+        node = str(cluster["brokers"][0]["node_id"])
+        [described] = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.BROKER, node)])
+    except KafkaError:  # a broker that cannot say gets the workarounds, which are safe anywhere
+        return False
+    return any(entries for (*_, entries) in described.resources)
 
 
 class Broker(Protocol):

@@ -19,10 +19,16 @@ from dunning.streams.broker import free_port
 
 class Broker:
     """A broker of the test's own, the one the run asked for (`--broker`, conftest.py): Tansu in
-    memory, which starts in milliseconds, or one Apache Kafka node, in a few seconds."""
+    memory, which starts in milliseconds, or one Apache Kafka node, in a few seconds; with
+    `nodes=3`, a cluster of three Apache Kafka nodes (tests marked `kafka`)."""
 
-    def __init__(self) -> None:
-        self.impl = brokers.embedded_broker()
+    def __init__(self, nodes: int = 1) -> None:
+        if nodes > 1:
+            from dunning.streams.apache_kafka import KafkaBroker
+
+            self.impl: brokers.Broker = KafkaBroker(nodes=nodes)
+        else:
+            self.impl = brokers.embedded_broker()
         self.url = self.impl.url
         self.bootstrap = self.impl.bootstrap
 
@@ -42,6 +48,7 @@ class Worker:
     app_id: str
     policy: str | None = None
     partitions: int = 4
+    replication_factor: int = 1
     # Days; the test timelines jump weeks at once, so the guard is off unless a test wants it.
     max_tick_jump: float = 0
     log_path: str = ""
@@ -55,7 +62,8 @@ class Worker:
         args = [sys.executable, "-m", "dunning.cli", "worker", "--broker", self.broker.url,
                 "--app-id", self.app_id, "--web-port", str(self.web_port),
                 "--web-host", "127.0.0.1",
-                "--partitions", str(self.partitions), "--rebalance-timeout", "2",
+                "--partitions", str(self.partitions),
+                "--replication-factor", str(self.replication_factor), "--rebalance-timeout", "2",
                 "--session-timeout", "6", "--max-tick-jump", f"{self.max_tick_jump:g}",
                 "--log-level", os.environ.get("DUNNING_TEST_WORKER_LOG", "warn")]
         if self.policy:

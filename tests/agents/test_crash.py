@@ -5,6 +5,7 @@ the same id and content, and nothing the engine would not emit appears."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import threading
 import time
@@ -44,18 +45,21 @@ def check_ledger(reference: scenarios.Recorder, url: str) -> None:
 class Setting:
     """A broker, workers of one policy, and a client; all stopped at the end."""
 
-    def __init__(self, folder: Any, database_url: str) -> None:
+    def __init__(self, folder: Any, database_url: str, broker: Broker | None = None,
+                 **worker: Any) -> None:
         self.folder = folder
         self.database_url = database_url
         self.policy = folder / "policy.toml"
         self.policy.write_text(scenarios.POLICY)
-        self.broker = Broker()
+        self.broker = broker or Broker()
+        self.options = worker  # for every Worker, e.g. replication_factor
         self.workers: list[Worker] = []
         self.client: Client | None = None
 
     def worker(self, app_id: str, name: str) -> Worker:
         w = Worker(self.broker, app_id, policy=str(self.policy),
-                   log_path=str(self.folder / f"{name}.log"), database_url=self.database_url)
+                   log_path=str(self.folder / f"{name}.log"), database_url=self.database_url,
+                   **self.options)
         self.workers.append(w)
         return w.start()
 
@@ -100,7 +104,10 @@ def kill_on_output(setting: Setting, cause: str, action: Any) -> threading.Threa
                     action()
                     return
         finally:
-            await consumer.stop()
+            # When the action killed a broker, the consumer's fetch from it is cancelled in
+            # its back-off as it stops.
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer.stop()
 
     thread = threading.Thread(target=lambda: asyncio.run(watch()))
     thread.start()
