@@ -12,6 +12,7 @@ from dataclasses import asdict
 from typing import Any
 
 from dunning.config.policy import Policy, PolicyError, default_policy, load_policy
+from dunning.config.security import MECHANISMS, BrokerSecurity, SecurityError
 from dunning.config.settings import DEFAULT_BROKER, Settings, bootstrap
 from dunning.config.settings import env as _env
 
@@ -43,6 +44,48 @@ def _days(text: str) -> float:
     if not 0 <= days <= 3650:
         raise argparse.ArgumentTypeError(f"{text} must be from 0 to 3650 days")
     return days
+
+
+def _broker_args(p: argparse.ArgumentParser, default: str | None = DEFAULT_BROKER,
+                 about: str = "Kafka bootstrap servers, kafka://host:port[;host:port]") -> None:
+    """--broker and the contract's TLS and SASL settings (§4), for every command that talks
+    to Kafka."""
+    p.add_argument("--broker", default=_env("--broker", default), help=about)
+    p.add_argument("--broker-ssl-ca", default=_env("--broker-ssl-ca"), metavar="FILE",
+                   help="TLS to Kafka: the CA bundle the brokers' certificates must chain to")
+    p.add_argument("--broker-ssl-cert", default=_env("--broker-ssl-cert"), metavar="FILE",
+                   help="TLS client certificate (mutual TLS), with --broker-ssl-key")
+    p.add_argument("--broker-ssl-key", default=_env("--broker-ssl-key"), metavar="FILE")
+    p.add_argument("--broker-sasl-mechanism", default=_env("--broker-sasl-mechanism"),
+                   choices=MECHANISMS, help="SASL login to Kafka, with --broker-username")
+    p.add_argument("--broker-username", default=_env("--broker-username"), metavar="USER")
+    # The password's default is read but never shown: argparse would print it in --help.
+    p.add_argument("--broker-password", default=None, metavar="PASSWORD",
+                   help="best given as DUNNING_BROKER_PASSWORD")
+
+
+def _security(args: argparse.Namespace) -> BrokerSecurity:
+    security = BrokerSecurity(
+        ssl_ca=args.broker_ssl_ca or None, ssl_cert=args.broker_ssl_cert or None,
+        ssl_key=args.broker_ssl_key or None,
+        sasl_mechanism=args.broker_sasl_mechanism or None,
+        username=args.broker_username or None,
+        password=args.broker_password or _env("--broker-password") or None)
+    try:
+        security.check()
+    except SecurityError as exc:
+        raise SystemExit(f"dunning {args.command}: {exc}") from None
+    return security
+
+
+def _reach(args: argparse.Namespace, security: BrokerSecurity) -> None:
+    """Stop with a message naming the setting when the broker cannot be used with it."""
+    from dunning.streams.reach import BrokerError, check_broker
+
+    try:
+        asyncio.run(check_broker(bootstrap(args.broker), security))
+    except BrokerError as exc:
+        raise SystemExit(f"dunning {args.command}: {exc}") from None
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
@@ -85,8 +128,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         rebalance_timeout=float(args.rebalance_timeout),
         session_timeout=float(args.session_timeout), log_level=args.log_level,
         max_tick_jump=round(args.max_tick_jump * 86_400), web_token=args.web_token or None,
+        kafka=_security(args),
     )
     policy = _policy(settings.policy)
+    _reach(args, settings.kafka)
     tune_gc()
     run_worker(settings, policy)
     return 0
@@ -102,16 +147,18 @@ def cmd_tick(args: argparse.Namespace) -> int:
         start = parse_time(at) if at else int(time.time())
     except ValueError as exc:
         raise SystemExit(f"dunning tick: --at: {exc}") from None
+    security = _security(args)
+    _reach(args, security)
     if args.every is None:
-        asyncio.run(_ticks(args.broker, start, None, 1.0, args.confirm_jump))
+        asyncio.run(_ticks(args.broker, start, None, 1.0, args.confirm_jump, security))
     else:
         asyncio.run(_ticks(args.broker, start, float(args.every), float(args.speed),
-                           args.confirm_jump))
+                           args.confirm_jump, security))
     return 0
 
 
 async def _ticks(broker: str, start: int, every: float | None, speed: float,
-                 confirm_jump: bool = False) -> None:
+                 confirm_jump: bool = False, security: BrokerSecurity | None = None) -> None:
     """One tick at `start`; or one every `every` wall seconds, logical time running `speed`
     times as fast from `start`. A tick's event_id is its time: sending it twice is harmless."""
     import orjson
@@ -122,10 +169,11 @@ async def _ticks(broker: str, start: int, every: float | None, speed: float,
     from dunning.streams.records import after_header
     from dunning.streams.topics import CLOCK
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(broker), acks="all")
+    options = (security or BrokerSecurity()).client_options()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(broker), acks="all", **options)
     # Each tick carries the other inputs' end offsets as it is sent (`dunning.after`): the
     # worker then applies it after exactly what was sent before it, however far behind it is.
-    offsets = AIOKafkaConsumer(bootstrap_servers=bootstrap(broker))
+    offsets = AIOKafkaConsumer(bootstrap_servers=bootstrap(broker), **options)
     await producer.start()
     await offsets.start()
     try:
@@ -192,8 +240,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
                  for n, path in zip("ab", args.compare, strict=True)]
     else:
         lanes = [Lane("policy", _policy(args.policy), args.policy, "demo")]
+    security = _security(args)
+    if args.broker:
+        _reach(args, security)
     try:
-        outcomes = run(lanes, args.customers, args.days, args.seed)
+        outcomes = run(lanes, args.customers, args.days, args.seed, broker_url=args.broker,
+                       security=security)
     except KeyboardInterrupt:
         print("\ndunning demo: stopped; everything it started is stopped too", file=sys.stderr)
         return 130
@@ -219,7 +271,7 @@ def parser() -> argparse.ArgumentParser:
     brk.set_defaults(run=cmd_broker)
 
     wrk = sub.add_parser("worker", help="the stream worker (creates missing topics)")
-    wrk.add_argument("--broker", default=_env("--broker", DEFAULT_BROKER))
+    _broker_args(wrk)
     wrk.add_argument("--policy", default=_env("--policy"), help="policy TOML file")
     wrk.add_argument("--database-url", default=_env("--database-url"))
     wrk.add_argument("--web-port", type=int, default=int(_env("--web-port", 6066)))
@@ -268,13 +320,15 @@ def parser() -> argparse.ArgumentParser:
     dem.add_argument("--days", type=int, default=int(_env("--days", 90)))
     dem.add_argument("--seed", type=int, default=int(_env("--seed", 7)))
     dem.add_argument("--policy", default=_env("--policy"), help="policy TOML file")
+    _broker_args(dem, None, "run on this Kafka instead of starting the embedded broker (a "
+                            "staging cluster: the demo writes the billing topics)")
     dem.add_argument("--compare", nargs=2, metavar=("A.toml", "B.toml"),
                      help="run the same input through two policies (two consumer groups, like "
                           "a shadow deployment) and compare them; writes an HTML report")
     dem.set_defaults(run=cmd_demo)
 
     tck = sub.add_parser("tick", help="publish clock ticks")
-    tck.add_argument("--broker", default=_env("--broker", DEFAULT_BROKER))
+    _broker_args(tck)
     tck.add_argument("--at", default=_env("--at"),
                      help="logical time (RFC 3339, or a date for its midnight UTC); default now")
     tck.add_argument("--every", type=float, default=_env("--every"),

@@ -30,8 +30,9 @@ from dunning.agents.metrics import Metrics, Snapshot
 from dunning.agents.sequencer import Sequencer
 from dunning.agents.subjects import SubjectAgent
 from dunning.config.policy import Policy
+from dunning.config.security import BrokerSecurity
 from dunning.config.settings import Settings
-from dunning.ledger.db import database_name, embedded_url, prepare
+from dunning.ledger.db import DatabaseError, database_name, embedded_url, prepare
 from dunning.ledger.sink import Ledger
 from dunning.streams import records as wire
 from dunning.streams.topics import INPUTS, OUTPUTS
@@ -66,7 +67,8 @@ async def ensure_topics(settings: Settings) -> int:
     """Create the contract's topics, the internal ones and the tables' changelogs (compacted)
     where missing, with `--replication-factor` replicas; returns the partition count of the
     internal log, which every worker of the group must agree on."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap,
+                                **settings.kafka.client_options())
     await admin.start()
     try:
         events = wire.events_topic(settings.app_id)
@@ -139,6 +141,7 @@ def build_app(settings: Settings, policy: Policy, partitions: int,
         web_port=settings.web_port,
         web_bind="0.0.0.0",
         web_host=settings.web_host,  # how other workers reach this one's web views
+        broker_credentials=faust_credentials(settings.kafka),
     )
     app.batch_handlers = {}
     # From a revocation until Faust has restored the tables for the new assignment, state is
@@ -151,7 +154,8 @@ def build_app(settings: Settings, policy: Policy, partitions: int,
     subjects = app.Table(TABLES[1], partitions=partitions, key_type=bytes, value_type=bytes)
     producer = app.producer
     prefix = settings.output_prefix
-    gate = TickGate(settings.bootstrap, app.conf.id)  # Faust's group id
+    gate = TickGate(settings.bootstrap, app.conf.id,  # Faust's group id
+                    settings.kafka.client_options())
     sequencer = Sequencer(producer, settings.app_id, partitions, metrics, prefix, gate)
 
     @app.on_before_shutdown.connect
@@ -244,7 +248,8 @@ def build_app(settings: Settings, policy: Policy, partitions: int,
         ledger = Ledger(settings.bootstrap, f"{settings.app_id}-ledger", database_url,
                         settings.rebalance_timeout, settings.session_timeout,
                         invoices.changelog_topic.get_topic_name(), settings.output_prefix,
-                        lambda dl: metrics.dead_letters.labels(dl.error).inc())
+                        lambda dl: metrics.dead_letters.labels(dl.error).inc(),
+                        settings.kafka.client_options())
 
         @app.task
         async def record_commands() -> None:
@@ -256,6 +261,17 @@ def build_app(settings: Settings, policy: Policy, partitions: int,
         "metrics": metrics, "invoices": invoice_agent, "subjects": subject_agent,
     }
     return app
+
+
+def faust_credentials(security: BrokerSecurity) -> Any:
+    """The same TLS and SASL settings in Faust's terms, for every client Faust makes."""
+    if security.sasl_mechanism:
+        return faust.SASLCredentials(username=security.username, password=security.password,
+                                     ssl_context=security.ssl_context(),
+                                     mechanism=security.sasl_mechanism)
+    if security.tls:
+        return faust.SSLCredentials(security.ssl_context())
+    return None
 
 
 def _refused(request: Any, token: str | None) -> Any:
@@ -299,7 +315,10 @@ def run_worker(settings: Settings, policy: Policy) -> None:
     os.makedirs(settings.data_dir, exist_ok=True)
     partitions = asyncio.run(ensure_topics(settings))
     url = settings.database_url or embedded_url(settings.data_dir, database_name(settings.app_id))
-    asyncio.run(prepare(url))
+    try:
+        asyncio.run(prepare(url))
+    except DatabaseError as exc:
+        raise SystemExit(f"dunning worker: {exc}") from None
     app = build_app(settings, policy, partitions, url)
     worker = DunningWorker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()

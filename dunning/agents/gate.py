@@ -40,9 +40,11 @@ WARN_AFTER = 30.0  # a tick held this long is logged, and again every as long
 
 
 class TickGate:
-    def __init__(self, bootstrap: str, group: str) -> None:
+    def __init__(self, bootstrap: str, group: str,
+                 client_options: dict[str, Any] | None = None) -> None:
         self.bootstrap = bootstrap
         self.group = group
+        self.client_options = client_options or {}  # TLS and SASL, as the worker's own
         self.forwarded: dict[TopicPartition, int] = {}  # next offset, per input partition
         self._ends: dict[tuple[Any, int], dict[TopicPartition, int]] = {}  # per waiting tick
         self._looked: dict[tuple[Any, int], float] = {}
@@ -119,7 +121,8 @@ class TickGate:
     async def _peeker(self) -> AIOKafkaConsumer:
         if self._peek is None:
             self._peek = await _started(AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50))
+                bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50,
+                **self.client_options))
         return self._peek
 
     def took(self, topic: str, partition: int, offset: int) -> None:
@@ -186,7 +189,8 @@ class TickGate:
         group's committed offsets."""
         if self._view is None:
             view = await _started(AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False))
+                bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False,
+                **self.client_options))
             # Subscribed to nothing, it asked for no topic at start: Apache Kafka told it of
             # none (Tansu of all), and without the clock's partitions there is no look-ahead.
             await view._client.force_metadata_update()

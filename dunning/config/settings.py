@@ -7,6 +7,8 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from dunning.config.security import BrokerSecurity
+
 DEFAULT_BROKER = "kafka://127.0.0.1:9092"
 
 
@@ -50,6 +52,8 @@ class Settings:
     # Contract §4: GET /invoices/{id} needs this bearer token; without one, only loopback
     # clients are answered. A secret: never logged or shown (repr hides it).
     web_token: str | None = field(default=None, repr=False)
+    # Contract §4: TLS and SASL for every Kafka client the worker makes.
+    kafka: BrokerSecurity = field(default_factory=BrokerSecurity)
 
     @property
     def bootstrap(self) -> str:

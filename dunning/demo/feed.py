@@ -34,10 +34,12 @@ def is_tick(record: Record) -> bool:
 class Feeder:
     """Producer and readers for one consumer group's input, on an event loop of its own."""
 
-    def __init__(self, bootstrap: str, app_id: str, also: Iterable[str] = ()) -> None:
+    def __init__(self, bootstrap: str, app_id: str, also: Iterable[str] = (),
+                 client_options: dict[str, Any] | None = None) -> None:
         """`also`: more groups reading the same input (shadow workers); barriers wait for
-        every one of them."""
+        every one of them. `client_options`: TLS and SASL (`BrokerSecurity.client_options`)."""
         self.bootstrap = bootstrap
+        self.options = client_options or {}
         self.app_id = app_id
         self.groups = [app_id, *also]
         self._views: dict[str, AIOKafkaConsumer] = {}
@@ -46,8 +48,9 @@ class Feeder:
 
         async def start() -> tuple[AIOKafkaProducer, AIOKafkaAdminClient]:
             # acks from every in-sync replica: a broker lost in a test loses no input.
-            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks="all")
-            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks="all",
+                                        **self.options)
+            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **self.options)
             await producer.start()
             await admin.start()
             return producer, admin
@@ -139,7 +142,7 @@ class Feeder:
         if view is None:  # in the group's name, never joining it: reads its offsets
             view = self._views[group] = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, group_id=group, enable_auto_commit=False,
-                fetch_max_wait_ms=200)
+                fetch_max_wait_ms=200, **self.options)
             await view.start()
         return view
 
@@ -177,7 +180,7 @@ class Feeder:
 
         async def go() -> list[Any]:
             consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap,
-                                        enable_auto_commit=False)
+                                        enable_auto_commit=False, **self.options)
             await consumer.start()
             try:
                 tps = await topics.partitions(consumer, names)

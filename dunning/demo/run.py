@@ -24,6 +24,7 @@ import asyncpg
 import orjson
 
 from dunning.config.policy import Policy
+from dunning.config.security import BrokerSecurity
 from dunning.demo import kpis
 from dunning.demo.check import Comparison, compare
 from dunning.demo.feed import OUTPUT_TOPICS, Feeder
@@ -31,7 +32,7 @@ from dunning.demo.simulate import START, simulate
 from dunning.ledger.db import database_of, embedded_url
 from dunning.rules.engine import Engine
 from dunning.rules.times import DAY, format_time
-from dunning.streams.broker import Broker, embedded_broker, free_port
+from dunning.streams.broker import Broker, ExternalBroker, embedded_broker, free_port
 from dunning.streams.codec import feed
 
 
@@ -49,7 +50,8 @@ def say(text: str = "") -> None:
 
 class WorkerProcess:
     def __init__(self, broker: Broker, app_id: str, url: str, policy: str | None,
-                 partitions: int, prefix: str, log_path: str) -> None:
+                 partitions: int, prefix: str, log_path: str,
+                 security: BrokerSecurity | None = None) -> None:
         self.port = free_port()
         self.log = open(log_path, "wb")  # noqa: SIM115 - the worker writes it while it runs
         args = [sys.executable, "-m", "dunning.cli", "worker", "--broker", broker.url,
@@ -61,7 +63,8 @@ class WorkerProcess:
                 "--output-prefix", prefix]
         if policy:
             args += ["--policy", policy]
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        env = {**os.environ, **(security or BrokerSecurity()).environment()}
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
 
     def wait_healthy(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -176,14 +179,18 @@ class Lane:
 
 
 def run(lanes: list[Lane], customers: int, days: int, seed: int,
-        data_dir: str = ".dunning", partitions: int = 4) -> list[Outcome]:
+        data_dir: str = ".dunning", partitions: int = 4, broker_url: str | None = None,
+        security: BrokerSecurity | None = None) -> list[Outcome]:
+    """`broker_url`: a broker of the user's (with `security`) instead of the embedded one."""
     os.makedirs(data_dir, exist_ok=True)
+    security = security or BrokerSecurity()
     sim = simulate(seed, customers, days)
     say(f"dunning demo: {customers:,} customers over {days} days (seed {seed}), "
         f"{sim.invoices:,} invoices")
-    say(f"  starting the embedded broker, PostgreSQL and {len(lanes)} worker"
+    which = f"the broker at {broker_url}" if broker_url else "the embedded broker"
+    say(f"  starting {which}, PostgreSQL and {len(lanes)} worker"
         f"{'s' if len(lanes) > 1 else ''} ...")
-    broker = embedded_broker()
+    broker: Broker = ExternalBroker(broker_url) if broker_url else embedded_broker()
     feeder = None
     try:
         for lane in lanes:
@@ -191,12 +198,14 @@ def run(lanes: list[Lane], customers: int, days: int, seed: int,
             asyncio.run(fresh_database(lane.url))
             lane.worker = WorkerProcess(broker, lane.app_id, lane.url, lane.policy_path,
                                         partitions, lane.prefix,
-                                        os.path.join(data_dir, f"{lane.app_id}-worker.log"))
+                                        os.path.join(data_dir, f"{lane.app_id}-worker.log"),
+                                        security)
             lane.engine = Engine(lane.policy)
         for lane in lanes:
             assert lane.worker is not None
             lane.worker.wait_healthy()
-        feeder = Feeder(broker.bootstrap, lanes[0].app_id, [lane.app_id for lane in lanes[1:]])
+        feeder = Feeder(broker.bootstrap, lanes[0].app_id, [lane.app_id for lane in lanes[1:]],
+                        security.client_options())
         records, started = 0, time.monotonic()
         for day, todays in sim.script():
             for lane in lanes:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import re
+import ssl
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
@@ -38,8 +40,42 @@ def embedded_url(data_dir: str, database: str) -> str:
     return server.get_uri(database)
 
 
+class DatabaseError(RuntimeError):
+    """PostgreSQL cannot be used with this URL; the message says why, never the password."""
+
+
+def redact(url: str) -> str:
+    """The URL with its password (if any) hidden: for messages and logs."""
+    return re.sub(r"^([a-z]+://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
 async def prepare(url: str) -> None:
-    """The URL's database created if missing (embedded servers start empty), and migrated."""
+    """The URL's database created if missing (embedded servers start empty), and migrated.
+    A login, TLS or connection failure raises DatabaseError with what to change."""
+    try:
+        await _prepare(url)
+    except ssl.SSLCertVerificationError as exc:
+        root = parse_qs(urlsplit(url).query).get("sslrootcert", ["the default root.crt"])[0]
+        raise DatabaseError(f"PostgreSQL at {_where(url)} presented a certificate that "
+                            f"sslrootcert={root} of --database-url does not trust: "
+                            f"{exc.verify_message}") from None
+    except (ssl.SSLError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise DatabaseError(f"cannot use PostgreSQL at {_where(url)} (--database-url "
+                            f"{redact(url)}): {_scrubbed(exc, url)}") from None
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+
+
+def _scrubbed(exc: BaseException, url: str) -> str:
+    text = str(exc) or type(exc).__name__
+    password = urlsplit(url).password
+    return text.replace(password, "***") if password else text
+
+
+async def _prepare(url: str) -> None:
     await ensure_database(url)
     conn = await asyncpg.connect(url)
     try:

@@ -106,8 +106,10 @@ async def write(conn: Any, rows: list[tuple[Any, ...]]) -> int:
 class Ledger:
     def __init__(self, bootstrap: str, group: str, url: str, rebalance_timeout: float = 10.0,
                  session_timeout: float = 30.0, invoices_changelog: str | None = None,
-                 output_prefix: str = "", on_dead_letter: Any = None) -> None:
+                 output_prefix: str = "", on_dead_letter: Any = None,
+                 client_options: dict[str, Any] | None = None) -> None:
         self.bootstrap = bootstrap
+        self.client_options = client_options or {}  # TLS and SASL to Kafka
         self.invoices_changelog = invoices_changelog  # feeds the invoices read model
         self.prefix = output_prefix
         self.topics = [output_prefix + t for t in TOPICS]
@@ -213,8 +215,10 @@ class Ledger:
         consumer = AIOKafkaConsumer(*topics, bootstrap_servers=self.bootstrap,
                                     group_id=self.group, enable_auto_commit=False,
                                     auto_offset_reset="earliest", max_poll_records=5000,
-                                    fetch_max_wait_ms=100, **self.timeouts)
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+                                    fetch_max_wait_ms=100, **self.timeouts,
+                                    **self.client_options)
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                          **self.client_options)
         await self._producer.start()
         await consumer.start()
         try:

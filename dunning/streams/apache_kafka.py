@@ -238,6 +238,9 @@ class KafkaBroker:
     `folder` was given.
     """
 
+    # More arguments of `kafka-storage format` (a subclass's SCRAM users, `--add-scram`).
+    format_options: tuple[str, ...] = ()
+
     def __init__(self, nodes: int = 1, *, version: str = KAFKA_VERSION,
                  folder: str | os.PathLike[str] | None = None,
                  settings: dict[str, str] | None = None, timeout: float = 60) -> None:
@@ -266,7 +269,7 @@ class KafkaBroker:
         procs = [subprocess.Popen(
             [java(), *_JVM, f"-Dlog4j2.configurationFile={n.folder / 'log4j2.properties'}",
              "-cp", self.classpath, "kafka.tools.StorageTool", "format",
-             "-t", self.cluster_id, "-c", str(n.config)],
+             "-t", self.cluster_id, "-c", str(n.config), *self.format_options],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for n in self.nodes]
         for node, proc in zip(self.nodes, procs, strict=True):
             out, _ = proc.communicate(timeout=self.timeout)

@@ -82,6 +82,19 @@ class Broker(Protocol):
     def stop(self) -> None: ...
 
 
+class ExternalBroker:
+    """A broker someone else runs (`--broker` of the demo): used, never stopped."""
+
+    def __init__(self, url: str) -> None:
+        from dunning.config.settings import bootstrap
+
+        self.url = url
+        self.bootstrap = bootstrap(url)
+
+    def stop(self) -> None:
+        pass
+
+
 def embedded_broker() -> Broker:
     """A new broker on free loopback ports: Tansu (in memory, starts in milliseconds) or, with
     `DUNNING_EMBEDDED_BROKER=kafka`, one Apache Kafka node (starts in a few seconds)."""

@@ -55,6 +55,8 @@ class Worker:
     database_url: str | None = None
     cwd: str | None = None  # where `.dunning/` (the embedded PostgreSQL) goes
     web_token: str | None = None
+    env: dict[str, str] = field(default_factory=dict)  # more DUNNING_* settings (secrets)
+    log_level: str | None = None
     web_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -65,12 +67,13 @@ class Worker:
                 "--partitions", str(self.partitions),
                 "--replication-factor", str(self.replication_factor), "--rebalance-timeout", "2",
                 "--session-timeout", "6", "--max-tick-jump", f"{self.max_tick_jump:g}",
-                "--log-level", os.environ.get("DUNNING_TEST_WORKER_LOG", "warn")]
+                "--log-level",
+                self.log_level or os.environ.get("DUNNING_TEST_WORKER_LOG", "warn")]
         if self.policy:
             args += ["--policy", self.policy]
         if self.database_url:
             args += ["--database-url", self.database_url]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         if self.web_token:
             env["DUNNING_WEB_TOKEN"] = self.web_token  # as the README advises for secrets
         log = open(self.log_path or os.devnull, "ab")  # noqa: SIM115 - the process owns it
@@ -112,5 +115,6 @@ class Worker:
 class Client(Feeder):
     """A feeder for one test's broker."""
 
-    def __init__(self, broker: Broker, app_id: str) -> None:
-        super().__init__(broker.bootstrap, app_id)
+    def __init__(self, broker: Broker, app_id: str,
+                 client_options: dict[str, object] | None = None) -> None:
+        super().__init__(broker.bootstrap, app_id, client_options=client_options)
