@@ -12,7 +12,7 @@ from dataclasses import asdict
 from typing import Any
 
 from dunning.config.policy import Policy, PolicyError, default_policy, load_policy
-from dunning.config.settings import DEFAULT_BROKER, Settings, bootstrap
+from dunning.config.settings import DEFAULT_BROKER, GUARANTEES, Settings, bootstrap
 from dunning.config.settings import env as _env
 
 
@@ -84,6 +84,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         rebalance_timeout=float(args.rebalance_timeout),
         session_timeout=float(args.session_timeout), log_level=args.log_level,
         max_tick_jump=round(args.max_tick_jump * 86_400), web_token=args.web_token or None,
+        guarantee=args.guarantee,
     )
     policy = _policy(settings.policy)
     tune_gc()
@@ -244,6 +245,11 @@ def parser() -> argparse.ArgumentParser:
                      default=_env("--max-tick-jump", "7"),  # a string: argparse applies type
                      help="refuse (dead-letter as clock_jump) a tick that moves logical time "
                           "more than this many days at once; 0 turns the guard off")
+    wrk.add_argument("--guarantee", default=_env("--guarantee", GUARANTEES[0]), choices=GUARANTEES,
+                     help="at_least_once: after a crash a batch's commands may come out twice; "
+                          "exactly_once: a batch's commands, state and input offsets commit in "
+                          "one transaction (consumers reading read_committed see each command "
+                          "once; needs a broker with transactions, such as Apache Kafka)")
     wrk.add_argument("--log-level", default=_env("--log-level", "info"),
                      choices=("crit", "error", "warn", "info", "debug"))
     wrk.set_defaults(run=cmd_worker)

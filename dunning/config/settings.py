@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_BROKER = "kafka://127.0.0.1:9092"
+# Contract §4, delivery: what a consumer of the output topics may see after a crash.
+AT_LEAST_ONCE = "at_least_once"  # a batch redone after a crash sends its commands again
+EXACTLY_ONCE = "exactly_once"  # a batch's output, state and offsets in one transaction
+GUARANTEES = (AT_LEAST_ONCE, EXACTLY_ONCE)
 
 
 def env(flag: str, default: Any = None) -> Any:
@@ -45,6 +49,11 @@ class Settings:
     # Contract §4: GET /invoices/{id} needs this bearer token; without one, only loopback
     # clients are answered. A secret: never logged or shown (repr hides it).
     web_token: str | None = field(default=None, repr=False)
+    guarantee: str = AT_LEAST_ONCE  # one of GUARANTEES; exactly_once needs transactions
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.guarantee == EXACTLY_ONCE
 
     @property
     def bootstrap(self) -> str:
