@@ -30,6 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.core import POLICY, billing_run
 from dunning.config.policy import parse_policy
+from dunning.config.settings import AT_LEAST_ONCE
 from dunning.demo.feed import Feeder, is_tick
 from dunning.ledger.db import embedded_url, prepare
 from dunning.rules.engine import Engine
@@ -201,7 +202,7 @@ def cpu_seconds(pid: int) -> float:
 
 def worker_run(broker: Broker, total: int, expected: dict[str, str], partitions: int,
                policy: str, database_url: str, start_feed: Any,
-               workers: int = 1) -> tuple[float, float, float]:
+               workers: int = 1, guarantee: str = AT_LEAST_ONCE) -> tuple[float, float, float]:
     """Start `workers` workers in one group, then the feed. Returns events/s from the first
     event taken to the last command out (as their /metrics count them: each input record
     once, ticks too; commands with any duplicates a rebalance replays), and the seconds from
@@ -219,7 +220,8 @@ def worker_run(broker: Broker, total: int, expected: dict[str, str], partitions:
         [sys.executable, "-m", "dunning.cli", "worker", "--broker", broker.url,
          "--app-id", APP_ID, "--web-port", str(port), "--partitions", str(partitions),
          "--policy", policy, "--database-url", database_url, "--rebalance-timeout", "2",
-         "--session-timeout", "6", "--log-level", "warn", "--max-tick-jump", "0"],
+         "--session-timeout", "6", "--log-level", "warn", "--max-tick-jump", "0",
+         "--guarantee", guarantee],
         stdout=log, stderr=subprocess.STDOUT) for port, log in zip(ports, logs, strict=True)]
 
     def check() -> None:
