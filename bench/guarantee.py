@@ -10,35 +10,31 @@ work (its commands by type, and the ledger holding each command once).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 
-from bench.core import POLICY, billing_run
-from bench.worker import APP_ID, create_topics, expected_commands, say, start_feed, worker_run
+from bench.core import billing_run
+from bench.worker import (
+    APP_ID,
+    bench_files,
+    create_topics,
+    expected_commands,
+    run_arguments,
+    say,
+    start_feed,
+    worker_run,
+)
 from dunning.config.settings import GUARANTEES
-from dunning.ledger.db import embedded_url
 from dunning.streams.apache_kafka import KafkaBroker
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--invoices", type=int, default=50_000)
-    parser.add_argument("--days", type=int, default=60)
-    parser.add_argument("--tick-days", type=int, default=5)
-    parser.add_argument("--partitions", type=int, default=4)
-    args = parser.parse_args(argv)
+    args = run_arguments(argv, __doc__.splitlines()[0])
     records = billing_run(args.invoices, args.days, args.tick_days)
     say(f"the worker at least once vs exactly once, on Apache Kafka: {len(records):,} records "
         f"({args.invoices:,} invoices, {args.days} days, a tick every {args.tick_days}), "
         f"{args.partitions} partitions, one worker")
     expected = expected_commands(args.invoices, args.days, args.tick_days)
-    folder = os.path.join(os.path.dirname(__file__), "..", ".dunning")
-    os.makedirs(folder, exist_ok=True)
-    database_url = embedded_url(folder, APP_ID)
-    policy = os.path.join(folder, "bench-policy.toml")
-    with open(policy, "w") as f:
-        f.write(POLICY)
+    database_url, policy = bench_files()
     rates = {}
     for guarantee in GUARANTEES:
         broker = KafkaBroker()

@@ -313,25 +313,35 @@ def start_feed(broker: Broker, args: argparse.Namespace,
     return billing
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_arguments(argv: list[str] | None, description: str) -> argparse.Namespace:
+    """The billing run a worker benchmark feeds, from its command line."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--invoices", type=int, default=50_000)
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--tick-days", type=int, default=5,
                         help="days between ticks (each tick costs the ordered feed a wait)")
     parser.add_argument("--partitions", type=int, default=4)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def bench_files() -> tuple[str, str]:
+    """The ledger's database URL (the embedded server under .dunning/) and the policy file."""
+    folder = os.path.join(os.path.dirname(__file__), "..", ".dunning")
+    os.makedirs(folder, exist_ok=True)
+    policy = os.path.join(folder, "bench-policy.toml")
+    with open(policy, "w") as f:
+        f.write(POLICY)
+    return embedded_url(folder, APP_ID), policy
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = run_arguments(argv, __doc__.splitlines()[0])
     records = billing_run(args.invoices, args.days, args.tick_days)
     say(f"3. the worker vs a plain aiokafka loop: {len(records):,} records "
         f"({args.invoices:,} invoices, {args.days} days, a tick every {args.tick_days}), "
         f"{args.partitions} partitions")
     expected = expected_commands(args.invoices, args.days, args.tick_days)
-    database_url = embedded_url(os.path.join(os.path.dirname(__file__), "..", ".dunning"),
-                                APP_ID)
-    policy = os.path.join(os.path.dirname(__file__), "..", ".dunning", "bench-policy.toml")
-    os.makedirs(os.path.dirname(policy), exist_ok=True)
-    with open(policy, "w") as f:
-        f.write(POLICY)
+    database_url, policy = bench_files()
 
     def fresh_broker() -> Broker:
         """Each measurement on a broker of its own, so each reads only its own feed."""
