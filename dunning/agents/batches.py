@@ -59,8 +59,9 @@ class Outbox:
     their key, as with `send`.
 
     With `transactions` (exactly once), what is sent is held per input partition (`source`,
-    which the handler sets as it works through each one) until `seal` hands a batch's share to
-    its finish, which commits each input partition's in a transaction of its own."""
+    which the handler sets as it works through each one) until `finish` hands the batch's
+    share to the finish it returns, which commits each input partition's in a transaction of
+    its own."""
 
     def __init__(self, producer: Any, output_prefix: str = "",
                  transactions: Transactions | None = None) -> None:
@@ -218,7 +219,10 @@ class Transactions:
         return tp, producer
 
     def new_batch(self, tp: TP) -> Any:
-        return self.producers[tp].create_batch()
+        producer = self.producers.get(tp)
+        if producer is None:  # assigned, but its producer not started yet: a rebalance
+            raise Abandon
+        return producer.create_batch()
 
     async def commit(self, tp: TP, sent: list[tuple[str, int, Any]], offset: int | None) -> None:
         """One input partition's share of a batch, and its new offset, in one transaction.
