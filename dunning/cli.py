@@ -45,6 +45,14 @@ def _days(text: str) -> float:
     return days
 
 
+def _guarantee(text: str) -> str:
+    """A --guarantee value (argparse checks choices on the command line only, not on a
+    DUNNING_GUARANTEE default)."""
+    if text not in GUARANTEES:
+        raise argparse.ArgumentTypeError(f"{text!r}: one of {', '.join(GUARANTEES)}")
+    return text
+
+
 def cmd_policy(args: argparse.Namespace) -> int:
     try:
         policy = load_policy(args.file) if args.file else default_policy()
@@ -245,7 +253,8 @@ def parser() -> argparse.ArgumentParser:
                      default=_env("--max-tick-jump", "7"),  # a string: argparse applies type
                      help="refuse (dead-letter as clock_jump) a tick that moves logical time "
                           "more than this many days at once; 0 turns the guard off")
-    wrk.add_argument("--guarantee", default=_env("--guarantee", GUARANTEES[0]), choices=GUARANTEES,
+    wrk.add_argument("--guarantee", type=_guarantee, choices=GUARANTEES,
+                     default=_env("--guarantee", GUARANTEES[0]),
                      help="at_least_once: after a crash a batch's commands may come out twice; "
                           "exactly_once: a batch's commands, state and input offsets commit in "
                           "one transaction (consumers reading read_committed see each command "

@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from dunning.cli import main
 
 
@@ -28,3 +30,16 @@ def test_policy_file_from_environment(tmp_path: Path, capsys, monkeypatch):
     args = parser().parse_args(["policy"])
     assert args.run(args) == 0
     assert "terms_days                 14" in capsys.readouterr().out
+
+
+def test_guarantee_from_environment_and_checked(monkeypatch, capsys):
+    from dunning.cli import parser
+
+    assert parser().parse_args(["worker"]).guarantee == "at_least_once"
+    monkeypatch.setenv("DUNNING_GUARANTEE", "exactly_once")
+    assert parser().parse_args(["worker"]).guarantee == "exactly_once"
+    monkeypatch.setenv("DUNNING_GUARANTEE", "twice")
+    with pytest.raises(SystemExit) as exit_:
+        parser().parse_args(["worker"])
+    assert exit_.value.code == 2
+    assert "'twice': one of at_least_once, exactly_once" in capsys.readouterr().err
