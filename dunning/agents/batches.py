@@ -324,6 +324,29 @@ async def write_rows(out: Outbox, changelog: str, written: list[tuple[int, list[
     await out.flush()
 
 
+async def after_last_record(tail: AIOKafkaConsumer, tp: Any, end: int) -> int:
+    """The offset after the last record a `read_committed` consumer (`tail`) gets from `tp`
+    below `end`, 0 if none: read back from the end, further each time nothing is there (an
+    aborted transaction, markers)."""
+    span = 2  # a transaction's last row, then its commit marker
+    tail.assign([tp])
+    while end > 0:
+        start = max(0, end - span)
+        tail.seek(tp, start)
+        last = None
+        while await tail.position(tp) < end:
+            records = (await tail.getmany(tp, timeout_ms=500)).get(tp, [])
+            below = [r.offset for r in records if r.offset < end]  # not what came since
+            if below:
+                last = below[-1]
+        if last is not None:
+            return last + 1
+        if start == 0:
+            return 0  # nothing committed there
+        span *= 8
+    return 0
+
+
 class ConsumerThread(driver.AIOKafkaConsumerThread):
     # The aiokafka assignment the last fetch's records belong to (see BatchConsumer._put_back).
     fetched_from: Any = None
@@ -371,22 +394,7 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
                 enable_auto_commit=False, isolation_level="read_committed",
                 fetch_max_wait_ms=50)
             await self._tail.start()
-        tail, span = self._tail, 2  # a transaction's last row, then its commit marker
-        tail.assign([tp])
-        while end > 0:
-            start = max(0, end - span)
-            tail.seek(tp, start)
-            last = None
-            while await tail.position(tp) < end:
-                records = (await tail.getmany(tp, timeout_ms=500)).get(tp, [])
-                if records:
-                    last = records[-1].offset
-            if last is not None:
-                return last + 1
-            if start == 0:
-                return 0  # nothing committed there
-            span *= 8
-        return 0
+        return await after_last_record(self._tail, tp, end)
 
     async def on_thread_stop(self) -> None:
         if self._tail is not None:
