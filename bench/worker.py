@@ -30,6 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.core import POLICY, billing_run
 from dunning.config.policy import parse_policy
+from dunning.config.settings import AT_LEAST_ONCE
 from dunning.demo.feed import Feeder, is_tick
 from dunning.ledger.db import embedded_url, prepare
 from dunning.rules.engine import Engine
@@ -201,7 +202,7 @@ def cpu_seconds(pid: int) -> float:
 
 def worker_run(broker: Broker, total: int, expected: dict[str, str], partitions: int,
                policy: str, database_url: str, start_feed: Any,
-               workers: int = 1) -> tuple[float, float, float]:
+               workers: int = 1, guarantee: str = AT_LEAST_ONCE) -> tuple[float, float, float]:
     """Start `workers` workers in one group, then the feed. Returns events/s from the first
     event taken to the last command out (as their /metrics count them: each input record
     once, ticks too; commands with any duplicates a rebalance replays), and the seconds from
@@ -219,7 +220,8 @@ def worker_run(broker: Broker, total: int, expected: dict[str, str], partitions:
         [sys.executable, "-m", "dunning.cli", "worker", "--broker", broker.url,
          "--app-id", APP_ID, "--web-port", str(port), "--partitions", str(partitions),
          "--policy", policy, "--database-url", database_url, "--rebalance-timeout", "2",
-         "--session-timeout", "6", "--log-level", "warn", "--max-tick-jump", "0"],
+         "--session-timeout", "6", "--log-level", "warn", "--max-tick-jump", "0",
+         "--guarantee", guarantee],
         stdout=log, stderr=subprocess.STDOUT) for port, log in zip(ports, logs, strict=True)]
 
     def check() -> None:
@@ -311,25 +313,35 @@ def start_feed(broker: Broker, args: argparse.Namespace,
     return billing
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_arguments(argv: list[str] | None, description: str) -> argparse.Namespace:
+    """The billing run a worker benchmark feeds, from its command line."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--invoices", type=int, default=50_000)
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--tick-days", type=int, default=5,
                         help="days between ticks (each tick costs the ordered feed a wait)")
     parser.add_argument("--partitions", type=int, default=4)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def bench_files() -> tuple[str, str]:
+    """The ledger's database URL (the embedded server under .dunning/) and the policy file."""
+    folder = os.path.join(os.path.dirname(__file__), "..", ".dunning")
+    os.makedirs(folder, exist_ok=True)
+    policy = os.path.join(folder, "bench-policy.toml")
+    with open(policy, "w") as f:
+        f.write(POLICY)
+    return embedded_url(folder, APP_ID), policy
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = run_arguments(argv, __doc__.splitlines()[0])
     records = billing_run(args.invoices, args.days, args.tick_days)
     say(f"3. the worker vs a plain aiokafka loop: {len(records):,} records "
         f"({args.invoices:,} invoices, {args.days} days, a tick every {args.tick_days}), "
         f"{args.partitions} partitions")
     expected = expected_commands(args.invoices, args.days, args.tick_days)
-    database_url = embedded_url(os.path.join(os.path.dirname(__file__), "..", ".dunning"),
-                                APP_ID)
-    policy = os.path.join(os.path.dirname(__file__), "..", ".dunning", "bench-policy.toml")
-    os.makedirs(os.path.dirname(policy), exist_ok=True)
-    with open(policy, "w") as f:
-        f.write(POLICY)
+    database_url, policy = bench_files()
 
     def fresh_broker() -> Broker:
         """Each measurement on a broker of its own, so each reads only its own feed."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from dunning.config.policy import Policy, PolicyError, default_policy, load_policy
 from dunning.config.security import MECHANISMS, BrokerSecurity, SecurityError
-from dunning.config.settings import DEFAULT_BROKER, Settings, bootstrap
+from dunning.config.settings import DEFAULT_BROKER, GUARANTEES, Settings, bootstrap
 from dunning.config.settings import env as _env
 
 
@@ -88,6 +88,14 @@ def _reach(args: argparse.Namespace, security: BrokerSecurity) -> None:
         raise SystemExit(f"dunning {args.command}: {exc}") from None
 
 
+def _guarantee(text: str) -> str:
+    """A --guarantee value (argparse checks choices on the command line only, not on a
+    DUNNING_GUARANTEE default)."""
+    if text not in GUARANTEES:
+        raise argparse.ArgumentTypeError(f"{text!r}: one of {', '.join(GUARANTEES)}")
+    return text
+
+
 def cmd_policy(args: argparse.Namespace) -> int:
     try:
         policy = load_policy(args.file) if args.file else default_policy()
@@ -128,7 +136,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         rebalance_timeout=float(args.rebalance_timeout),
         session_timeout=float(args.session_timeout), log_level=args.log_level,
         max_tick_jump=round(args.max_tick_jump * 86_400), web_token=args.web_token or None,
-        kafka=_security(args),
+        kafka=_security(args), guarantee=args.guarantee,
     )
     policy = _policy(settings.policy)
     _reach(args, settings.kafka)
@@ -301,6 +309,12 @@ def parser() -> argparse.ArgumentParser:
                      default=_env("--max-tick-jump", "7"),  # a string: argparse applies type
                      help="refuse (dead-letter as clock_jump) a tick that moves logical time "
                           "more than this many days at once; 0 turns the guard off")
+    wrk.add_argument("--guarantee", type=_guarantee, choices=GUARANTEES,
+                     default=_env("--guarantee", GUARANTEES[0]),
+                     help="at_least_once: after a crash a batch's commands may come out twice; "
+                          "exactly_once: a batch's commands, state and input offsets commit in "
+                          "one transaction (consumers reading read_committed see each command "
+                          "once; needs a broker with transactions, such as Apache Kafka)")
     wrk.add_argument("--log-level", default=_env("--log-level", "info"),
                      choices=("crit", "error", "warn", "info", "debug"))
     wrk.set_defaults(run=cmd_worker)

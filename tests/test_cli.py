@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from dunning.cli import main
 
 
@@ -37,3 +39,16 @@ def test_replication_factor_flag_and_variable(monkeypatch):
     assert parser().parse_args(["worker", "--replication-factor", "3"]).replication_factor == 3
     monkeypatch.setenv("DUNNING_REPLICATION_FACTOR", "3")
     assert parser().parse_args(["worker"]).replication_factor == 3
+
+
+def test_guarantee_from_environment_and_checked(monkeypatch, capsys):
+    from dunning.cli import parser
+
+    assert parser().parse_args(["worker"]).guarantee == "at_least_once"
+    monkeypatch.setenv("DUNNING_GUARANTEE", "exactly_once")
+    assert parser().parse_args(["worker"]).guarantee == "exactly_once"
+    monkeypatch.setenv("DUNNING_GUARANTEE", "twice")
+    with pytest.raises(SystemExit) as exit_:
+        parser().parse_args(["worker"])
+    assert exit_.value.code == 2
+    assert "'twice': one of at_least_once, exactly_once" in capsys.readouterr().err

@@ -18,12 +18,13 @@ from typing import Any
 
 import faust
 from aiohttp import web as aiohttp_web
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.exceptions import SameNode
 from faust.web.exceptions import ServiceUnavailable
 from prometheus_client import generate_latest
 
-from dunning.agents.batches import BatchHandler, BatchTransport
+from dunning.agents.batches import BatchHandler, BatchTransport, Transactions, supports_transactions
 from dunning.agents.gate import TickGate
 from dunning.agents.invoices import InvoiceAgent
 from dunning.agents.metrics import Metrics, Snapshot
@@ -47,9 +48,19 @@ class DunningApp(faust.App):
     """A Faust app whose consumer gives the registered topics' records to handlers in batches."""
 
     batch_handlers: dict[str, BatchHandler]
+    transactions: Transactions | None = None  # with --guarantee exactly_once
 
     def _new_transport(self) -> Any:
         return BatchTransport(self.conf.broker_consumer, self)
+
+    async def _on_partitions_assigned(self, assigned: set[Any], generation_id: int = 0) -> None:
+        # Exactly once: the new owner of an input partition fences the previous one before
+        # anything of the partition is read (its changelog restored, its offset fetched), so
+        # a transaction the previous owner left open is ended, and counted, first.
+        if self.transactions is not None and not self.should_stop:
+            await self.transactions.assign({tp for tp in assigned
+                                            if tp.topic in self.batch_handlers})
+        await super()._on_partitions_assigned(assigned, generation_id)
 
 
 TABLES = ("invoices", "subjects")
@@ -112,6 +123,31 @@ async def partition_count(admin: AIOKafkaAdminClient, topic: str, timeout: float
         await asyncio.sleep(0.1)
 
 
+def transactional_producer(settings: Settings) -> Any:
+    """How the exactly-once producers are made: as Faust makes its producer (batching), and
+    idempotent with acks from all in-sync replicas, as transactions require."""
+
+    def new(transactional_id: str) -> AIOKafkaProducer:
+        return AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=5,
+                                max_batch_size=1 << 20, acks="all", enable_idempotence=True,
+                                transactional_id=transactional_id,
+                                **settings.kafka.client_options())
+
+    return new
+
+
+def refuse_without_transactions(settings: Settings) -> None:
+    """Contract §4: exactly once on a broker without transactions (Tansu) stops the worker at
+    start, saying why."""
+    reason = asyncio.run(supports_transactions(
+        settings.bootstrap, f"{settings.app_id}-eos-probe", transactional_producer(settings)))
+    if reason is not None:
+        raise SystemExit(
+            f"dunning worker: --guarantee exactly_once needs a broker with transactions, and "
+            f"{settings.broker} has none: {reason}. Run it with --guarantee at_least_once "
+            f"(the default), or on Apache Kafka.")
+
+
 def build_app(settings: Settings, policy: Policy, partitions: int,
               database_url: str | None = None) -> DunningApp:
     app = DunningApp(
@@ -144,6 +180,10 @@ def build_app(settings: Settings, policy: Policy, partitions: int,
         broker_credentials=faust_credentials(settings.kafka),
     )
     app.batch_handlers = {}
+    transactions = None
+    if settings.exactly_once:
+        transactions = app.transactions = Transactions(settings.app_id, app.conf.id,
+                                                       transactional_producer(settings))
     # From a revocation until Faust has restored the tables for the new assignment, state is
     # not whole: the batch consumer holds records back until then.
     app.tables_ready = False  # type: ignore[attr-defined]
@@ -156,18 +196,22 @@ def build_app(settings: Settings, policy: Policy, partitions: int,
     prefix = settings.output_prefix
     gate = TickGate(settings.bootstrap, app.conf.id,  # Faust's group id
                     settings.kafka.client_options())
-    sequencer = Sequencer(producer, settings.app_id, partitions, metrics, prefix, gate)
+    sequencer = Sequencer(producer, settings.app_id, partitions, metrics, prefix, gate,
+                          transactions)
 
     @app.on_before_shutdown.connect
     async def close_gate(sender: Any, **kwargs: Any) -> None:
         await gate.close()
+        if transactions is not None:
+            await transactions.close()
 
     def ready() -> bool:
         return bool(app.tables_ready)  # type: ignore[attr-defined]
 
     invoice_agent = InvoiceAgent(producer, invoices, policy, settings.app_id, partitions, metrics,
-                                 ready, prefix, settings.max_tick_jump)
-    subject_agent = SubjectAgent(producer, subjects, partitions, metrics, ready, prefix)
+                                 ready, prefix, settings.max_tick_jump, transactions)
+    subject_agent = SubjectAgent(producer, subjects, partitions, metrics, ready, prefix,
+                                 transactions)
     events = wire.events_topic(settings.app_id)
     signals = wire.signals_topic(settings.app_id)
     for topic in INPUTS:
@@ -249,7 +293,8 @@ def build_app(settings: Settings, policy: Policy, partitions: int,
                         settings.rebalance_timeout, settings.session_timeout,
                         invoices.changelog_topic.get_topic_name(), settings.output_prefix,
                         lambda dl: metrics.dead_letters.labels(dl.error).inc(),
-                        settings.kafka.client_options())
+                        settings.kafka.client_options(),
+                        "read_committed" if settings.exactly_once else "read_uncommitted")
 
         @app.task
         async def record_commands() -> None:
@@ -313,6 +358,8 @@ class DunningWorker(faust.Worker):
 
 def run_worker(settings: Settings, policy: Policy) -> None:
     os.makedirs(settings.data_dir, exist_ok=True)
+    if settings.exactly_once:
+        refuse_without_transactions(settings)
     partitions = asyncio.run(ensure_topics(settings))
     url = settings.database_url or embedded_url(settings.data_dir, database_name(settings.app_id))
     try:

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from dunning.agents.batches import Abandon, Batch, Finish, Outbox, finish_with_state
+from dunning.agents.batches import Abandon, Batch, Finish, Outbox, Transactions, finish_with_state
 from dunning.agents.metrics import Metrics
 from dunning.config.policy import Policy
 from dunning.rules import model as m
@@ -38,8 +38,9 @@ log = logging.getLogger("dunning.worker")
 class InvoiceAgent:
     def __init__(self, producer: Any, table: Any, policy: Policy, app_id: str,
                  partitions: int, metrics: Metrics, ready: Callable[[], bool],
-                 output_prefix: str = "", max_tick_jump: int = 0) -> None:
-        self.out = Outbox(producer, output_prefix)
+                 output_prefix: str = "", max_tick_jump: int = 0,
+                 transactions: Transactions | None = None) -> None:
+        self.out = Outbox(producer, output_prefix, transactions)
         self.table = table
         self.policy = policy
         self.signals_topic = wire.signals_topic(app_id)
@@ -84,9 +85,11 @@ class InvoiceAgent:
         events: Counter[tuple[str, str, str]] = Counter()
         commands: Counter[str] = Counter()
         written: list[tuple[int, list[Any]]] = []
+        self.out.begin()
         for tp, records in batch.items():
             p = tp.partition
             engine = self.engine(p)
+            self.out.source = tp
             for r in records:
                 src = wire.forwarded_source(r.headers, r.value)
                 try:
@@ -121,7 +124,7 @@ class InvoiceAgent:
                 events[(src.topic if src.topic else CLOCK, event.type, outcome)] += 1
             written.append((p, engine_rows(engine, p, self.held_rows[p])))
         self.metrics.count(events, commands)
-        finish = finish_with_state(self.out, self.table, written)
+        finish = finish_with_state(self.out, self.table, written, batch)
         times = [r.timestamp for records in batch.values() for r in records]
 
         async def finish_and_measure() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from dunning.agents.batches import Batch, Finish, Outbox
+from dunning.agents.batches import Batch, Finish, Outbox, Transactions
 from dunning.agents.gate import TickGate
 from dunning.agents.metrics import Metrics
 from dunning.rules import model as m
@@ -26,8 +26,9 @@ from dunning.streams.topics import CLOCK
 
 class Sequencer:
     def __init__(self, producer: Any, app_id: str, partitions: int, metrics: Metrics,
-                 output_prefix: str = "", gate: TickGate | None = None) -> None:
-        self.out = Outbox(producer, output_prefix)
+                 output_prefix: str = "", gate: TickGate | None = None,
+                 transactions: Transactions | None = None) -> None:
+        self.out = Outbox(producer, output_prefix, transactions)
         self.gate = gate  # holds each tick until the input records before it are forwarded
         self.topic = wire.events_topic(app_id)
         self.partitions = partitions
@@ -36,6 +37,7 @@ class Sequencer:
     async def handle(self, batch: Batch) -> Finish:
         dead: Counter[tuple[str, str, str]] = Counter()
         gate = self.gate
+        self.out.begin()
         # Records sent after a tick still waiting (by the end offsets it carries) stay back;
         # the rest of the other inputs go before this batch's ticks, so that on every events
         # partition a tick comes after what was read with it.
@@ -63,11 +65,14 @@ class Sequencer:
                 await self._forward(tp, r, dead)
         if dead:
             self.metrics.count(dead, Counter())
-        return self.out.flush
+        # In transactions, ticks commit after the rest: on every events partition a tick
+        # stays behind what was read with it.
+        return self.out.finish(batch, wave=lambda tp: int(tp.topic == CLOCK))
 
     async def _forward(self, tp: Any, r: Any, dead: Counter[tuple[str, str, str]]) -> None:
         """One input record onto the events log by its invoice id, a tick onto every
         partition, or to the dead letters."""
+        self.out.source = tp
         if self.gate is not None:
             self.gate.took(tp.topic, tp.partition, r.offset)
         try:

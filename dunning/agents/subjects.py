@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from dunning.agents.batches import Abandon, Batch, Finish, Outbox, finish_with_state
+from dunning.agents.batches import Abandon, Batch, Finish, Outbox, Transactions, finish_with_state
 from dunning.agents.metrics import Metrics
 from dunning.rules import model as m
 from dunning.rules.engine import internal_error
@@ -49,8 +49,9 @@ class Waiting:
 
 class SubjectAgent:
     def __init__(self, producer: Any, table: Any, partitions: int, metrics: Metrics,
-                 ready: Callable[[], bool] = lambda: True, output_prefix: str = "") -> None:
-        self.out = Outbox(producer, output_prefix)
+                 ready: Callable[[], bool] = lambda: True, output_prefix: str = "",
+                 transactions: Transactions | None = None) -> None:
+        self.out = Outbox(producer, output_prefix, transactions)
         self.table = table
         self.partitions = partitions
         self.metrics = metrics
@@ -78,8 +79,10 @@ class SubjectAgent:
         send = self.out.send
         commands: Counter[str] = Counter()
         written: list[tuple[int, list[Row]]] = []
+        self.out.begin()
         for tp, records in batch.items():
             q = tp.partition
+            self.out.source = tp
             w = self.waiting.get(q)
             if w is None:
                 if not self.ready():
@@ -114,7 +117,7 @@ class SubjectAgent:
             written.append((q, rows))
         self.metrics.count(Counter(), commands)
 
-        return finish_with_state(self.out, self.table, written)
+        return finish_with_state(self.out, self.table, written, batch)
 
 
     def _apply(self, q: int, topic: str, ready: list[list[Any]],

@@ -10,6 +10,10 @@ from typing import Any
 from dunning.config.security import BrokerSecurity
 
 DEFAULT_BROKER = "kafka://127.0.0.1:9092"
+# Contract §4, delivery: what a consumer of the output topics may see after a crash.
+AT_LEAST_ONCE = "at_least_once"  # a batch redone after a crash sends its commands again
+EXACTLY_ONCE = "exactly_once"  # a batch's output, state and offsets in one transaction
+GUARANTEES = (AT_LEAST_ONCE, EXACTLY_ONCE)
 
 
 def env(flag: str, default: Any = None) -> Any:
@@ -54,6 +58,11 @@ class Settings:
     web_token: str | None = field(default=None, repr=False)
     # Contract §4: TLS and SASL for every Kafka client the worker makes.
     kafka: BrokerSecurity = field(default_factory=BrokerSecurity)
+    guarantee: str = AT_LEAST_ONCE  # one of GUARANTEES; exactly_once needs transactions
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.guarantee == EXACTLY_ONCE
 
     @property
     def bootstrap(self) -> str:

@@ -35,11 +35,15 @@ class Feeder:
     """Producer and readers for one consumer group's input, on an event loop of its own."""
 
     def __init__(self, bootstrap: str, app_id: str, also: Iterable[str] = (),
-                 client_options: dict[str, Any] | None = None) -> None:
+                 client_options: dict[str, Any] | None = None,
+                 isolation_level: str = "read_uncommitted") -> None:
         """`also`: more groups reading the same input (shadow workers); barriers wait for
-        every one of them. `client_options`: TLS and SASL (`BrokerSecurity.client_options`)."""
+        every one of them. `client_options`: TLS and SASL (`BrokerSecurity.client_options`).
+        `isolation_level`: how outputs and internal topics are read (read_committed where
+        workers write in transactions)."""
         self.bootstrap = bootstrap
         self.options = client_options or {}
+        self.isolation_level = isolation_level
         self.app_id = app_id
         self.groups = [app_id, *also]
         self._views: dict[str, AIOKafkaConsumer] = {}
@@ -142,7 +146,7 @@ class Feeder:
         if view is None:  # in the group's name, never joining it: reads its offsets
             view = self._views[group] = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, group_id=group, enable_auto_commit=False,
-                fetch_max_wait_ms=200, **self.options)
+                fetch_max_wait_ms=200, isolation_level=self.isolation_level, **self.options)
             await view.start()
         return view
 
@@ -158,12 +162,14 @@ class Feeder:
     async def _unread(self, group: str, names: list[str]) -> bool:
         """Whether any partition of `names` has records past the group's committed offset:
         one below the end offset (exact on Apache Kafka; on Tansu it can stop short of a
-        partition's last batch, never past it), or, on Tansu only, found by fetching there."""
+        partition's last batch, never past it), or, on Tansu only, found by fetching there.
+        Read committed, the end can be a transaction's marker, never read: only a fetch tells."""
         view = await self._group_view(group)
         tps = await topics.partitions(view, names)
         committed = {tp: await view.committed(tp) or 0 for tp in tps}
         ends = await view.end_offsets(tps) if tps else {}
-        if any(committed[tp] < ends[tp] for tp in tps):
+        if self.isolation_level == "read_uncommitted" and any(
+                committed[tp] < ends[tp] for tp in tps):
             return True
         if self.exact_end_offsets:
             return False
@@ -175,12 +181,15 @@ class Feeder:
 
     # -- reading -------------------------------------------------------------------------
 
-    def read(self, names: Iterable[str]) -> list[Any]:
-        """Every record on `names` so far (ConsumerRecords, in partition order)."""
+    def read(self, names: Iterable[str], isolation_level: str | None = None) -> list[Any]:
+        """Every record on `names` so far (ConsumerRecords, in partition order), read as the
+        client reads (`isolation_level`, else the client's)."""
 
         async def go() -> list[Any]:
             consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap,
-                                        enable_auto_commit=False, **self.options)
+                                        enable_auto_commit=False,
+                                        isolation_level=isolation_level or self.isolation_level,
+                                        **self.options)
             await consumer.start()
             try:
                 tps = await topics.partitions(consumer, names)
@@ -191,9 +200,10 @@ class Feeder:
                 left = {tp for tp in tps if ends[tp] > 0}
                 while left:
                     batch = await consumer.getmany(*left, timeout_ms=1000)
-                    for tp, recs in batch.items():
+                    for recs in batch.values():
                         out += recs
-                        if recs[-1].offset + 1 >= ends[tp]:
+                    for tp in list(left):  # past the end, transaction markers included
+                        if await consumer.position(tp) >= ends[tp]:
                             left.discard(tp)
                 return out
             finally:
@@ -201,8 +211,8 @@ class Feeder:
 
         return self.run(go())
 
-    def commands(self) -> list[dict[str, Any]]:
-        return [orjson.loads(r.value) for r in self.read(OUTPUT_TOPICS)]
+    def commands(self, isolation_level: str | None = None) -> list[dict[str, Any]]:
+        return [orjson.loads(r.value) for r in self.read(OUTPUT_TOPICS, isolation_level)]
 
     def dead_letters(self) -> list[Any]:
         return self.read([topics.DEADLETTER])

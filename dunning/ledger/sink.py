@@ -107,9 +107,12 @@ class Ledger:
     def __init__(self, bootstrap: str, group: str, url: str, rebalance_timeout: float = 10.0,
                  session_timeout: float = 30.0, invoices_changelog: str | None = None,
                  output_prefix: str = "", on_dead_letter: Any = None,
-                 client_options: dict[str, Any] | None = None) -> None:
+                 client_options: dict[str, Any] | None = None,
+                 isolation_level: str = "read_uncommitted") -> None:
         self.bootstrap = bootstrap
         self.client_options = client_options or {}  # TLS and SASL to Kafka
+        # read_committed under exactly once: commands of an aborted batch are not recorded
+        self.isolation_level = isolation_level
         self.invoices_changelog = invoices_changelog  # feeds the invoices read model
         self.prefix = output_prefix
         self.topics = [output_prefix + t for t in TOPICS]
@@ -215,8 +218,8 @@ class Ledger:
         consumer = AIOKafkaConsumer(*topics, bootstrap_servers=self.bootstrap,
                                     group_id=self.group, enable_auto_commit=False,
                                     auto_offset_reset="earliest", max_poll_records=5000,
-                                    fetch_max_wait_ms=100, **self.timeouts,
-                                    **self.client_options)
+                                    fetch_max_wait_ms=100, isolation_level=self.isolation_level,
+                                    **self.timeouts, **self.client_options)
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
                                           **self.client_options)
         await self._producer.start()

@@ -57,6 +57,7 @@ class Worker:
     web_token: str | None = None
     env: dict[str, str] = field(default_factory=dict)  # more DUNNING_* settings (secrets)
     log_level: str | None = None
+    guarantee: str | None = None  # --guarantee; the worker's default without
     web_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -73,6 +74,8 @@ class Worker:
             args += ["--policy", self.policy]
         if self.database_url:
             args += ["--database-url", self.database_url]
+        if self.guarantee:
+            args += ["--guarantee", self.guarantee]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         if self.web_token:
             env["DUNNING_WEB_TOKEN"] = self.web_token  # as the README advises for secrets
@@ -113,8 +116,12 @@ class Worker:
 
 
 class Client(Feeder):
-    """A feeder for one test's broker."""
+    """A feeder for one test's broker. On Apache Kafka it reads `read_committed`, as the
+    contract's consumers of exactly-once output do (the same as reading it all where workers
+    write without transactions); Tansu has no transactions."""
 
     def __init__(self, broker: Broker, app_id: str,
                  client_options: dict[str, object] | None = None) -> None:
-        super().__init__(broker.bootstrap, app_id, client_options=client_options)
+        super().__init__(broker.bootstrap, app_id, client_options=client_options,
+                         isolation_level="read_committed" if broker.kafka
+                         else "read_uncommitted")

@@ -100,3 +100,71 @@ def test_a_failed_delivery_fails_the_flush():
 
     with pytest.raises(RuntimeError, match="broker said no"):
         asyncio.run(scenario())
+
+
+# -- exactly once ----------------------------------------------------------------------------
+
+
+class TransactionalKafka(Kafka):
+    """A transactional producer: what it ships counts once its transaction commits."""
+
+    def __init__(self, transactional_id: str, log: list[Any]) -> None:
+        super().__init__(capacity=100)
+        self.transactional_id = transactional_id
+        self.commits = log  # (transactional id, records by topic partition, offsets), shared
+        self.offsets: dict[Any, int] = {}
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def begin_transaction(self) -> None:
+        self.log, self.offsets = {}, {}
+
+    async def send_offsets_to_transaction(self, offsets: dict[Any, int], group: str) -> None:
+        self.offsets.update(offsets)
+
+    async def commit_transaction(self) -> None:
+        await asyncio.sleep(0)
+        self.commits.append((self.transactional_id, self.log, self.offsets))
+
+
+class Record:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
+def test_with_transactions_each_input_partition_commits_its_output_with_its_offset():
+    from faust.types import TP
+
+    from dunning.agents.batches import Transactions
+
+    commits: list[Any] = []
+    transactions = Transactions("app", "app", lambda tid: TransactionalKafka(tid, commits))
+    a, b, clock = TP("in", 0), TP("in", 1), TP("clock", 0)
+    out = Outbox(Kafka(), transactions=transactions)
+
+    async def scenario() -> None:
+        await transactions.assign({a, b, clock})
+        out.begin()
+        out.source = a
+        await out.send("t", b"k", b"abandoned", 0)  # a batch abandoned midway
+        out.begin()  # the next batch: what that one sent is dropped
+        for source, value in ((clock, b"tick"), (a, b"a1"), (b, b"b1"), (a, b"a2")):
+            out.source = source
+            await out.send("t", b"k", value, 0)
+        batch = {a: [Record(7), Record(8)], b: [Record(3)], clock: [Record(0)]}
+        finish = out.finish(batch, wave=lambda tp: int(tp.topic == "clock"))
+        out.begin()
+        out.source = b
+        await out.send("t", b"k", b"next batch", 0)  # sent while the first one finishes
+        await finish()
+
+    asyncio.run(scenario())
+    by_id = {tid: (log, offsets) for tid, log, offsets in commits}
+    assert by_id["app-eos-in-0"] == ({("t", 0): [b"a1", b"a2"]}, {a: 9})
+    assert by_id["app-eos-in-1"] == ({("t", 0): [b"b1"]}, {b: 4})
+    assert by_id["app-eos-clock-0"] == ({("t", 0): [b"tick"]}, {clock: 1})
+    assert commits[-1][0] == "app-eos-clock-0"  # ticks commit after what was read with them
