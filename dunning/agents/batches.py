@@ -94,7 +94,7 @@ class Outbox:
         self.append(topic, partition, key, value, headers, timestamp)
 
     def append(self, topic: str, partition: int, key: bytes | None, value: bytes | None,
-               headers: Any = None, timestamp: float | None = None) -> None:
+               headers: Any = None, timestamp: int | None = None) -> None:
         """`send` to a known partition of a topic named as it is."""
         source = self.source if self.transactions is not None else None
         builder = self._open.get((source, topic, partition))
