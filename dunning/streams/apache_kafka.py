@@ -257,13 +257,17 @@ class KafkaBroker:
         self.cluster_id = cluster_id()
         try:
             for node in self.nodes:
-                node.write_config({**node_settings(node, self.nodes), **(settings or {})})
+                node.write_config(self._settings(node, settings or {}))
             self._format()
             offsets = {n.node_id: n.launch(self.classpath) for n in self.nodes}
             self._wait_started(self.nodes, offsets)
         except BaseException:
             self.stop(grace=0)
             raise
+
+    def _settings(self, node: KafkaNode, extra: dict[str, str]) -> dict[str, str]:
+        """`node`'s `server.properties`; a subclass adds listeners here (SASL_SSL)."""
+        return {**node_settings(node, self.nodes), **extra}
 
     def _format(self) -> None:
         procs = [subprocess.Popen(

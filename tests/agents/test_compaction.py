@@ -19,7 +19,8 @@ from dunning.agents.app import changelog_topic
 from dunning.streams import topics
 from tests.agents import scenarios
 from tests.agents.test_crash import check_against_engine
-from tests.agents.test_crash import setting as setting  # the fixture: one broker, a ledger
+from tests.agents.test_crash import guarantee as guarantee  # the fixtures: at least once,
+from tests.agents.test_crash import setting as setting  # one broker, a ledger
 
 pytestmark = pytest.mark.kafka
 
