@@ -16,6 +16,8 @@ from dunning.rules.times import DAY
 if TYPE_CHECKING:
     from dunning.rules.invoice import Invoice, Out
 
+# Dates set on an invoice lie within this many days of its issue (contract §2), as at issue.
+MAX_DAYS = 3650
 _DATES = ("suspend_at", "delete_at", "request_cancel_at")
 # Stage dates an update may set: the action, its priority, the level it holds the subject at.
 _STAGES = {"suspend": (iv.SUSPEND, iv.SUSPENDED), "delete": (iv.DELETE, iv.DELETED),
@@ -54,12 +56,14 @@ def _invalid(inv: Invoice, event: m.InvoiceUpdated) -> str:
         given = [k for k in _DATES if ov.get(k, False) is not False]
         if given:
             return f"a debit note has no {given[0][:-3].replace('_', ' ')} date ({given[0]})"
-    if event.due_at is not None and event.due_at < inv.issued_at:
-        return "due_at is before the invoice's issued_at"
-    for key in _DATES:
-        value = ov.get(key, False)
-        if value is not False and value < inv.issued_at:
-            return f"overrides.{key} is before the invoice's issued_at"
+    dates = [("due_at", event.due_at)] + [(f"overrides.{k}", ov.get(k, False)) for k in _DATES]
+    for name, at in dates:
+        if at is None or at is False:
+            continue
+        if at < inv.issued_at:
+            return f"{name} is before the invoice's issued_at"
+        if at > inv.issued_at + MAX_DAYS * DAY:
+            return f"{name} is more than {MAX_DAYS} days after the invoice's issued_at"
     return ""
 
 
