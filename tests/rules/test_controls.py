@@ -172,6 +172,28 @@ def test_a_date_before_issue_is_invalid_and_changes_nothing() -> None:
     assert provisioning(d) == [(at("2026-02-15"), "service.suspend")]
 
 
+def test_a_date_more_than_3650_days_after_issue_is_invalid() -> None:
+    d = issued()
+    update(d, delete_at="2035-12-30T00:00:01Z")  # 3 650 days after 2026-01-01, and a second
+    assert [x.error for x in d.dead] == [m.INVALID_FIELD]
+    update(d, delete_at="2035-12-30T00:00:00Z")
+    assert len(d.dead) == 1
+
+
+def test_an_update_after_deletion_is_ignored() -> None:
+    d = issued()
+    d.tick("2026-04-01")
+    assert update(d, suspend_at="2026-05-01").outcome == m.IGNORED
+
+
+def test_a_redelivered_update_is_a_duplicate() -> None:
+    d = issued()
+    record = {"type": "invoice.updated", "invoice_id": "inv-1", "event_id": "upd-1",
+              "overrides": {"suspend_at": at("2026-02-20")}}
+    assert d.send(record).outcome == m.APPLIED
+    assert d.send(record).outcome == m.DUPLICATE
+
+
 # -- collection.paused / collection.resumed -------------------------------------------------
 
 

@@ -447,3 +447,13 @@ def test_invoice_view_of_a_settled_or_waiting_invoice() -> None:
     assert (debit["document"], debit["amount_due"], debit["late_fee"]) == ("debit_note", "500",
                                                                           None)
     assert debit["subject"] == {"kind": "customer", "id": "cust-1"}
+
+
+def test_a_paused_invoice_stays_paused_through_its_state() -> None:
+    d = Driver()
+    d.tick("2026-02-01")
+    d.issue(issued_at="2026-01-01")
+    d.send({"type": "collection.paused", "invoice_id": "inv-1", "reason": "dispute",
+            "until": "2026-02-10T00:00:00Z"})
+    inv = decode_invoice(encode_invoice(d.invoice()))
+    assert (inv.paused_at, inv.pause_until) == (d.invoice().paused_at, d.invoice().pause_until)
