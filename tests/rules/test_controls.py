@@ -357,3 +357,26 @@ def test_resumed_notices_are_the_same_command_on_a_replay() -> None:
         resume(d)
         ids.append([v["command_id"] for v in d.of("notify.collection_resumed")])
     assert ids[0] == ids[1] and len(ids[0]) == 1
+
+
+def test_the_threshold_keeps_a_suspension_set_by_update() -> None:
+    # Contract v1.1: the threshold never drops dates set by invoice.updated.
+    d = issued(policy(collection_threshold='"200.00"', suspend_after_days="15"))
+    d.tick("2026-02-05")  # overdue within the threshold: the policy's suspension is set aside
+    update(d, suspend_at="2026-02-20")
+    d.ticks("2026-02-06", "2026-03-01")
+    assert provisioning(d) == [(at("2026-02-20"), "service.suspend")]
+
+
+def test_a_removed_request_cancellation_never_fires() -> None:
+    d = issued(origin="system", request_id="req-1", request_status="pending")
+    update(d, request_cancel_at=False)
+    d.ticks("2026-01-02", "2026-01-20")
+    assert d.of("request.cancel") == [] and d.statuses() == ["unpaid"]
+
+
+def test_a_request_cancellation_moved_later() -> None:
+    d = issued(origin="system", request_id="req-1", request_status="pending")
+    update(d, request_cancel_at="2026-01-15")
+    d.ticks("2026-01-02", "2026-01-20")
+    assert [v["issued_at"] for v in d.of("request.cancel")] == [at("2026-01-15")]
