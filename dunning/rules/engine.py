@@ -153,6 +153,8 @@ class Engine:
         inv = self.invoices.get(iid)
         if inv is not None:
             outcome = apply(inv, event, self.clock, out)
+            if isinstance(event, m.InvoiceUpdated) and outcome == m.APPLIED:
+                _check_dates(inv)
         elif isinstance(event, m.InvoiceIssued):
             terms = self.policy.terms(event.document, event.customer_class, event.kind,
                                       event.product)

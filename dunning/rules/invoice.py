@@ -98,6 +98,8 @@ class Invoice:
         "order_id",
         "paid",
         "parked",
+        "pause_until",
+        "paused_at",
         "payments",
         "pending_request",
         "reminder_every",
@@ -157,6 +159,9 @@ class Invoice:
         self.hold_version = 0
         self.issued_by = ""  # the invoice.issued event_id
         self.seen: set[str] | None = None  # event ids applied since; made on the first
+        # A pause (v1.1): when it began (None: not paused), and when it ends by itself.
+        self.paused_at: int | None = None
+        self.pause_until: int | None = None
 
     # -- derived -------------------------------------------------------------------------
 
@@ -185,6 +190,8 @@ class Invoice:
             return "cancelled"
         if self.amount - self.paid <= 0:
             return "paid"
+        if self.paused_at is not None:  # time stands still for a paused invoice
+            now = min(now, self.paused_at)
         if now >= self.due_at or self.status == "overdue":
             return "overdue"
         return "partially_paid" if self.paid > 0 else "unpaid"
@@ -193,6 +200,8 @@ class Invoice:
         """When this invoice next needs a tick; None while nothing can happen by time alone."""
         if self.status == "cancelled" or self.amount - self.paid <= 0:
             return None
+        if self.paused_at is not None:
+            return self.pause_until  # nothing time-driven fires before the pause ends
         best = self.actions[0][0] if self.actions else None
         for t in (self.next_reminder, self.charge_at):
             if t is not None and (best is None or t < best):
@@ -474,6 +483,20 @@ def issue(
     return inv
 
 
+def _end_pause(inv: Invoice, end: int, now: int, cause: str, out: Out, reason: str = "") -> None:
+    """The pause ends at `end`: every pending date moves later by the time it lasted, so the
+    customer keeps the time they had, and with a `reason` the customer is told (v1.1)."""
+    began = inv.paused_at
+    assert began is not None
+    inv.paused_at = inv.pause_until = None
+    controls.shift(inv, max(0, end - began))
+    if reason:
+        notice = inv.notice(now)
+        notice["reason"] = reason
+        out.commands += notifications(inv.invoice_id, "notify.collection_resumed", began, now,
+                                      cause, notice, inv.audiences())
+
+
 def _start_collection(inv: Invoice, at: int) -> None:
     inv.reminder_start = at
     inv.next_reminder = at + inv.reminder_every if inv.reminder_every else None
@@ -608,11 +631,13 @@ _HANDLERS: dict[type, Any] = {
     m.InvoiceCancelled: _on_cancelled,
     m.ChargeFailed: _on_charge_failed,
     m.RequestCompleted: _on_request_completed,
-}
+}  # and the operator controls, which `rules.controls` adds
 
 
 def _amounts_changed(inv: Invoice, before: Decimal, now: int, cause: str, out: Out) -> None:
     due = inv.due
+    if due <= 0 and inv.paused_at is not None:
+        _end_pause(inv, now, now, cause, out)  # full payment ends the pause (v1.1)
     if inv.level == DELETED:
         pass  # deletion ended pursuit: only the status follows (v1.1)
     elif due <= 0:
@@ -647,6 +672,7 @@ def _cancel(inv: Invoice, now: int, cause: str, out: Out, notice: str = "") -> N
     inv.actions = []
     inv.parked = None
     inv.next_reminder = inv.charge_at = None
+    inv.paused_at = inv.pause_until = None
     inv.status = "cancelled"  # first: its notices then announce no deadline (v1.1)
     if notice:
         _notify(inv, notice, "", now, cause, out)
@@ -667,6 +693,10 @@ def advance(inv: Invoice, now: int, cause: str, out: Out, until: int | None = No
     once per tick: once fired, the next slot is after `now`.
     """
     until = now if until is None else until
+    if inv.paused_at is not None:
+        if inv.pause_until is None or inv.pause_until > until:
+            return
+        _end_pause(inv, inv.pause_until, now, cause, out, reason="expired")
     while inv.status != "cancelled" and inv.amount > inv.paid:
         best: tuple[int, int] | None = None
         if inv.actions and inv.actions[0][0] <= until:
@@ -806,3 +836,7 @@ def _hold(inv: Invoice, level: int, now: int, cause: str, out: Out) -> None:
     if level > inv.level:
         inv.level = level
         _signal(inv, "hold", level, now, cause, out)
+
+
+# The operator controls build on this module and add their handlers to _HANDLERS.
+from dunning.rules import controls  # noqa: E402

@@ -85,6 +85,26 @@ class RequestCompleted(Event):
 
 
 @dataclass(slots=True, kw_only=True)
+class InvoiceUpdated(Event):
+    """v1.1: the invoice's collection dates changed after issue (only the keys given)."""
+
+    due_at: int | None = None  # None: unchanged
+    # The same keys as at issue; False removes that date (or turns reminders off).
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, kw_only=True)
+class CollectionPaused(Event):
+    reason: str  # "promise_to_pay" | "dispute" | "other"
+    until: int | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class CollectionResumed(Event):
+    pass
+
+
+@dataclass(slots=True, kw_only=True)
 class ClockTick(Event):
     now: int
     # The producer confirmed a jump past the clock guard (header `dunning.confirm: jump`).

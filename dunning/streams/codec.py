@@ -117,7 +117,9 @@ def _within(name: str, at: int, issued_at: int) -> int:
     return at
 
 
-def _overrides(doc: dict[str, Any], issued_at: int) -> dict[str, Any]:
+def _overrides(doc: dict[str, Any], issued_at: int | None) -> dict[str, Any]:
+    """An event's overrides; with no `issued_at` (an update: the invoice is not known here)
+    the rules check the dates against the invoice."""
     raw = doc.get("overrides")
     if raw is None:
         return {}
@@ -143,7 +145,8 @@ def _overrides(doc: dict[str, Any], issued_at: int) -> dict[str, Any]:
                     at = parse_time(value)
                 except ValueError as exc:
                     raise Invalid(m.INVALID_FIELD, f"overrides.{name}: {exc}") from None
-                out[name] = _within(f"overrides.{name}", at, issued_at)
+                out[name] = at if issued_at is None else \
+                    _within(f"overrides.{name}", at, issued_at)
         else:
             raise Invalid(m.INVALID_FIELD, f"overrides has an unknown key {name!r}")
     return out
@@ -180,6 +183,25 @@ def _issued(doc: dict[str, Any], base: dict[str, Any]) -> m.Event:
 def _adjusted(doc: dict[str, Any], base: dict[str, Any]) -> m.Event:
     # The currency's places are checked against the invoice by the rules.
     return m.InvoiceAdjusted(**base, amount=_money(doc, "amount", "invoice.adjusted", None))
+
+
+def _updated(doc: dict[str, Any], base: dict[str, Any]) -> m.Event:
+    return m.InvoiceUpdated(**base, due_at=_time(doc, "due_at", "invoice.updated", False),
+                            overrides=_overrides(doc, None))
+
+
+PAUSE_REASONS = ("promise_to_pay", "dispute", "other")
+
+
+def _paused(doc: dict[str, Any], base: dict[str, Any]) -> m.Event:
+    if doc.get("reason") is None:
+        raise _missing("reason", "collection.paused")
+    return m.CollectionPaused(**base, reason=_choice(doc, "reason", PAUSE_REASONS, None),
+                              until=_time(doc, "until", "collection.paused", False))
+
+
+def _resumed(doc: dict[str, Any], base: dict[str, Any]) -> m.Event:
+    return m.CollectionResumed(**base)
 
 
 def _cancelled(doc: dict[str, Any], base: dict[str, Any]) -> m.Event:
@@ -230,6 +252,9 @@ _BUILDERS = {
     "invoice.issued": _issued,
     "invoice.adjusted": _adjusted,
     "invoice.cancelled": _cancelled,
+    "invoice.updated": _updated,
+    "collection.paused": _paused,
+    "collection.resumed": _resumed,
     "payment.applied": _applied,
     "payment.reversed": _reversed,
     "charge.failed": _charge_failed,

@@ -19,7 +19,8 @@ OUTPUTS = (NOTIFICATIONS, PROVISIONING, BILLING, DEADLETTER)
 
 # Which event types each input topic carries; anything else there is dead-lettered.
 EVENT_TYPES = {
-    INVOICES: ("invoice.issued", "invoice.adjusted", "invoice.cancelled"),
+    INVOICES: ("invoice.issued", "invoice.adjusted", "invoice.cancelled",
+               "invoice.updated", "collection.paused", "collection.resumed"),  # v1.1 controls
     PAYMENTS: ("payment.applied", "payment.reversed", "charge.failed"),
     REQUESTS: ("request.completed",),
     CLOCK: ("clock.tick",),

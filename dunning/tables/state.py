@@ -32,7 +32,8 @@ from dunning.streams.codec import decode
 SUBJECT_VERSION = SIGNAL_VERSION = 1
 # 2: the invoice gains `explicit` and `parked` (contract v1.1: the threshold keeps explicit
 # dates and sets the others aside, to resume should the invoice owe more).
-INVOICE_VERSION = 2
+# 3: and `paused_at`, `pause_until` (v1.1 operator controls: a pause and when it ends).
+INVOICE_VERSION = 3
 # Held v2 keeps each record's headers (v1 rows, without them, still decode).
 HELD_VERSION = 2
 
@@ -208,10 +209,14 @@ _INVOICE = _Layout("invoice", Invoice, INVOICE_VERSION, (
     ("seen", _SEEN),
     ("explicit", _TUPLE),
     ("parked", _OPT_ACTIONS),
+    ("paused_at", None),
+    ("pause_until", None),
 ), migrations={
     # Version 1 did not record which dates were explicit (taken as the policy's) and dropped
     # what the threshold skipped (nothing set aside).
     1: (36, lambda row: [2, *row[1:], [], None]),
+    # Version 2 knew no pauses (v1.1 operator controls): not paused.
+    2: (38, lambda row: [3, *row[1:], None, None]),
 })
 
 # `key` is not stored: Subject derives it from kind and id.

@@ -41,6 +41,14 @@ VALID: dict[str, tuple[str, dict[str, Any]]] = {
         "type": "request.completed", "event_id": "e-7", "invoice_id": "inv-1",
         "without_payment": True}),
     "clock.tick": (CLOCK, {"type": "clock.tick", "event_id": "e-8", "now": T0}),
+    "invoice.updated": (INVOICES, {
+        "type": "invoice.updated", "event_id": "e-9", "invoice_id": "inv-1", "due_at": T0,
+        "overrides": {"suspend_at": T0, "delete_at": False, "reminder_every_days": 3}}),
+    "collection.paused": (INVOICES, {
+        "type": "collection.paused", "event_id": "e-10", "invoice_id": "inv-1",
+        "reason": "promise_to_pay", "until": T0}),
+    "collection.resumed": (INVOICES, {
+        "type": "collection.resumed", "event_id": "e-11", "invoice_id": "inv-1"}),
 }
 
 REQUIRED = {
@@ -53,6 +61,9 @@ REQUIRED = {
     "charge.failed": ["type", "event_id", "invoice_id", "attempt", "hard"],
     "request.completed": ["type", "event_id", "invoice_id"],
     "clock.tick": ["type", "event_id", "now"],
+    "invoice.updated": ["type", "event_id", "invoice_id"],
+    "collection.paused": ["type", "event_id", "invoice_id", "reason"],
+    "collection.resumed": ["type", "event_id", "invoice_id"],
 }
 
 
@@ -293,6 +304,15 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("invoice.issued", {"overrides": {"request_cancel_at": "2026-01-01T00:00:00Z"}}),
     ("invoice.issued", {"due_at": "2036-01-09T00:00:01Z"}),  # 3 650 days and a second
     ("invoice.issued", {"overrides": {"delete_at": "2040-01-01T00:00:00Z"}}),
+    ("invoice.updated", {"due_at": "2026-13-01T00:00:00Z"}),
+    ("invoice.updated", {"overrides": {"suspend_at": "soon"}}),
+    ("invoice.updated", {"overrides": {"limit_at": T0}}),  # not a key overrides have
+    ("invoice.updated", {"overrides": {"reminder_every_days": 0}}),
+    ("invoice.updated", {"overrides": {"reminder_every_days": 3651}}),
+    ("invoice.updated", {"overrides": []}),
+    ("collection.paused", {"reason": "holiday"}),
+    ("collection.paused", {"until": "tomorrow"}),
+    ("collection.resumed", {"invoice_id": 7}),
 ]
 
 
@@ -314,6 +334,7 @@ def test_unknown_type(etype: Any) -> None:
 @pytest.mark.parametrize(("etype", "topic"), [
     ("payment.applied", INVOICES), ("invoice.issued", PAYMENTS), ("clock.tick", INVOICES),
     ("request.completed", PAYMENTS), ("invoice.cancelled", CLOCK), ("charge.failed", REQUESTS),
+    ("invoice.updated", PAYMENTS), ("collection.paused", REQUESTS), ("collection.resumed", CLOCK),
 ])
 def test_a_known_type_on_the_wrong_topic_is_unknown_type(etype: str, topic: str) -> None:
     value = orjson.dumps(VALID[etype][1])
@@ -415,3 +436,20 @@ def test_a_tick_is_confirmed_past_the_clock_guard_only_by_its_header() -> None:
     assert isinstance(plain, m.ClockTick) and not plain.confirmed
     assert isinstance(confirmed, m.ClockTick) and confirmed.confirmed
     assert isinstance(other, m.ClockTick) and not other.confirmed
+
+
+def test_operator_controls_decode_to_their_events() -> None:
+    updated = run("invoice.updated")
+    assert isinstance(updated, m.InvoiceUpdated)
+    assert (updated.due_at, updated.overrides) == (
+        EPOCH_T0, {"suspend_at": EPOCH_T0, "delete_at": False, "reminder_every_days": 3})
+    # The dates are checked against the invoice by the rules: the edge does not know it.
+    assert isinstance(run("invoice.updated", due_at="1999-01-01T00:00:00Z"), m.InvoiceUpdated)
+    assert run("invoice.updated", due_at=None, overrides=None) == m.InvoiceUpdated(
+        type="invoice.updated", event_id="e-9", invoice_id="inv-1")
+    paused = run("collection.paused", until=None)
+    assert isinstance(paused, m.CollectionPaused)
+    assert (paused.reason, paused.until) == ("promise_to_pay", None)
+    assert isinstance(run("collection.paused"), m.CollectionPaused)
+    assert run("collection.paused").until == EPOCH_T0  # type: ignore[union-attr]
+    assert isinstance(run("collection.resumed"), m.CollectionResumed)

@@ -107,6 +107,8 @@ def full_invoice() -> Invoice:
         "order_id": "ord-1",
         "paid": Decimal("12.345"),
         "parked": [(60, 4, "overdue_notice"), (120, 7, "suspend")],
+        "pause_until": 700,
+        "paused_at": 20,
         "payments": {"pay-b": Decimal("0.000"), "pay-a": Decimal("12.345")},
         "pending_request": True,
         "reminder_every": 86_400,
@@ -139,7 +141,7 @@ def test_invoice_round_trip_keeps_every_slot_exactly(make: Callable[[], Invoice]
 def test_invoice_encoding_is_a_compact_versioned_array() -> None:
     data = encode_invoice(full_invoice())
     row = orjson.loads(data)
-    assert row[0] == 2 and len(row) == len(Invoice.__slots__) + 1
+    assert row[0] == 3 and len(row) == len(Invoice.__slots__) + 1
     assert b'"1234.500"' in data and b'"1E+1"' in data
     assert b"invoice_id" not in data  # no field names
     assert b'["ev-1","ev-2","ev-3"]' in data  # the set, sorted
@@ -163,7 +165,14 @@ def test_an_invoice_of_version_1_is_migrated() -> None:
         Decimal("100.00"), Decimal("95.00"), SUSPENDED, {"ev-pay"})
     assert inv.actions == [(1769817600, 4, "overdue"), (1775001600, 8, "delete")]
     row = orjson.loads(encode_invoice(inv))
-    assert row == [2, *orjson.loads(INVOICE_V1)[1:], [], None]
+    assert row == [3, *orjson.loads(INVOICE_V1)[1:], [], None, None, None]
+
+
+def test_an_invoice_of_version_2_is_migrated_as_not_paused() -> None:
+    v2 = orjson.dumps([2, *orjson.loads(INVOICE_V1)[1:], ["suspend"], None])
+    inv = decode_invoice(v2)
+    assert (inv.paused_at, inv.pause_until, inv.explicit) == (None, None, ("suspend",))
+    assert orjson.loads(encode_invoice(inv)) == [3, *orjson.loads(v2)[1:], None, None]
 
 
 def test_a_migrated_invoice_goes_on_under_the_v11_rules() -> None:
@@ -347,7 +356,7 @@ DECODERS = {"invoice": decode_invoice, "subject": decode_subject, "signal": deco
     (b"\xff\xfe", "is not JSON"),
     (b'{"v": 1}', "not a JSON array"),
     (b"[]", "not a JSON array"),
-    (b"[9, 1, 2]", "format version 9; this dunning reads version [12]"),
+    (b"[9, 1, 2]", "format version 9; this dunning reads version [123]"),
     (b"[true]", "format version True"),
     (b'["1"]', "format version '1'"),
 ])
@@ -438,3 +447,13 @@ def test_invoice_view_of_a_settled_or_waiting_invoice() -> None:
     assert (debit["document"], debit["amount_due"], debit["late_fee"]) == ("debit_note", "500",
                                                                           None)
     assert debit["subject"] == {"kind": "customer", "id": "cust-1"}
+
+
+def test_a_paused_invoice_stays_paused_through_its_state() -> None:
+    d = Driver()
+    d.tick("2026-02-01")
+    d.issue(issued_at="2026-01-01")
+    d.send({"type": "collection.paused", "invoice_id": "inv-1", "reason": "dispute",
+            "until": "2026-02-10T00:00:00Z"})
+    inv = decode_invoice(encode_invoice(d.invoice()))
+    assert (inv.paused_at, inv.pause_until) == (d.invoice().paused_at, d.invoice().pause_until)
