@@ -314,9 +314,9 @@ async def write_rows(out: Outbox, changelog: str, written: list[tuple[int, list[
     Tansu reports a partition's end offset as the first offset of its last record batch plus
     one, so a reader that stops at the end offset (Faust's table recovery does) misses the
     rest of that batch. Ending every write with a one-record batch keeps the end offset true;
-    on Kafka it costs one more flush per batch. It is kept on Kafka too: writing all the rows
-    in one flush there made tests/agents/test_crash.py's SIGKILL test fail every time (after
-    the restart at a tick, that tick's overdue stages came a tick late), a bug not yet found.
+    on Kafka it costs one more flush per batch. It is kept on Kafka too, for one code path;
+    a SIGKILL test failure once blamed on writing all rows in one flush there was not caused
+    by it (it stayed with the split, and has not come back since).
     """
     for p, rows in written:
         for key, value in rows[:-1]:
