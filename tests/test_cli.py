@@ -167,3 +167,17 @@ def test_control_flags_read_their_variables_and_are_checked_there_too(sent, monk
     monkeypatch.setenv("DUNNING_REASON", "bogus")
     assert main(["pause", "INV-1"]) == 2
     assert "--reason must be one of" in capsys.readouterr().err and len(sent) == 1
+
+
+def test_controls_take_the_security_settings_of_tick(sent, monkeypatch):
+    seen = []
+    monkeypatch.setattr("dunning.cli._reach", lambda args, security: seen.append(security))
+    monkeypatch.setenv("DUNNING_BROKER_USERNAME", "ops")
+    monkeypatch.setenv("DUNNING_BROKER_PASSWORD", "pw")
+    assert main(["resume", "INV-1", "--broker-sasl-mechanism", "SCRAM-SHA-512"]) == 0
+    assert (seen[0].sasl_mechanism, seen[0].username, seen[0].password) == (
+        "SCRAM-SHA-512", "ops", "pw")
+    monkeypatch.delenv("DUNNING_BROKER_USERNAME")
+    with pytest.raises(SystemExit, match=r"dunning resume: .*needs --broker-username"):
+        main(["resume", "INV-1", "--broker-sasl-mechanism", "SCRAM-SHA-512"])
+    assert len(sent) == 1
