@@ -108,11 +108,17 @@ def update(invoice_id: str, changes: dict[str, str | None],
     return doc
 
 
-def _flagged(reason: str) -> str:
-    """The edge's reason with the field named as the flag that sets it."""
+def _flagged(reason: str, doc: dict[str, Any]) -> str:
+    """The edge's reason with the field named as the flag that sets it (and the value given,
+    where the reason does not quote it)."""
     for field, flag in FLAGS.items():
         if reason.startswith(field):
-            reason = flag + reason[len(field):]
+            rest = reason[len(field):]
+            value = doc.get("overrides", {}).get(field[10:]) if field.startswith("overrides.") \
+                else doc.get(field)
+            if rest.startswith(" ") and isinstance(value, str | int) and field != "invoice_id":
+                flag += f" {value!r}"
+            reason = flag + rest
             if flag.startswith("--") and field.startswith("overrides."):
                 reason = reason.replace("or false", f"or {NONE}")
             return reason
@@ -132,5 +138,5 @@ def checked(doc: dict[str, Any]) -> Control:
         raise Refused("the values must be UTF-8 text") from None
     event = decode(INVOICES, key, value)
     if isinstance(event, m.DeadLetter):
-        raise Refused(_flagged(event.reason))
+        raise Refused(_flagged(event.reason, doc))
     return Control(event, key or b"", value)
