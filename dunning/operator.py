@@ -5,6 +5,7 @@ dead-letter is refused here, with the flag to fix."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from dunning.rules.times import format_time, parse_time
 from dunning.streams.codec import OVERRIDE_TIMES, decode, encode
 from dunning.streams.topics import INVOICES
 
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 NONE = "none"  # on `dunning update`: remove that date (the contract's `false`)
 # The record's fields as the command line names them, longest first: the edge's reasons start
 # with the field's name, and the operator is told the flag instead.
@@ -54,7 +56,7 @@ def new_event_id(etype: str) -> str:
 def _when(text: str) -> str:
     """A time flag: RFC 3339, or a date for its midnight UTC; written in UTC as the contract
     has times. Text that is no time is left as given, for the edge to say why."""
-    if len(text) == 10:
+    if _DATE.fullmatch(text):
         text += "T00:00:00Z"
     try:
         return format_time(parse_time(text))

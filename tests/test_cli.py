@@ -130,6 +130,7 @@ def sent(monkeypatch) -> list[tuple[str, str, bytes, bytes]]:
     (["update", "INV-1"], "nothing to update: give at least one of --due-at"),
     (["update", "INV-1", "--due-at", "none"], "--due-at: an invoice's due date can be moved"),
     (["update", "INV-1", "--suspend-at", "soon"], "--suspend-at: 'soon' is not an RFC 3339"),
+    (["update", "INV-1", "--suspend-at", "in 10 days"], "--suspend-at: 'in 10 days' is not"),
     (["update", "INV-1", "--delete-at", "1969-12-31"], "--delete-at: '1969-12-31T00:00:00Z' is"),
     (["update", "INV-1", "--request-cancel-at", "x"], "--request-cancel-at: 'x' is not"),
     (["update", "INV-1", "--reminder-every-days", "0"],
