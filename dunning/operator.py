@@ -116,8 +116,8 @@ def _flagged(reason: str, doc: dict[str, Any]) -> str:
     for field, flag in FLAGS.items():
         if reason.startswith(field):
             rest = reason[len(field):]
-            value = doc.get("overrides", {}).get(field[10:]) if field.startswith("overrides.") \
-                else doc.get(field)
+            name = field.removeprefix("overrides.")
+            value = doc.get("overrides", {}).get(name) if name != field else doc.get(field)
             if rest.startswith(" ") and isinstance(value, str | int) and field != "invoice_id":
                 flag += f" {value!r}"
             reason = flag + rest
