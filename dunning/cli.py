@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -211,6 +212,57 @@ async def _input_ends(consumer: Any) -> dict[tuple[str, int], int]:
     return {(tp.topic, tp.partition): end for tp, end in ends.items()}
 
 
+def _control(args: argparse.Namespace, build: Callable[[], dict[str, Any]]) -> int:
+    """Build an operator control and check it at the worker's edge, then send it: a record
+    the worker would refuse exits 2 with nothing sent."""
+    from dunning.operator import Refused, checked
+
+    try:
+        control = checked(build())
+    except Refused as exc:
+        print(f"dunning {args.command}: {exc}", file=sys.stderr)
+        return 2
+    security = _security(args)
+    _reach(args, security)
+    asyncio.run(_publish(args.broker, security, control.topic, control.key, control.value))
+    print(f"{control.event.type} {control.event.invoice_id} sent to {control.topic} "
+          f"(event_id {control.event.event_id})", flush=True)
+    return 0
+
+
+async def _publish(broker: str, security: BrokerSecurity, topic: str, key: bytes,
+                   value: bytes) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(broker), acks="all",
+                                **security.client_options())
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    from dunning import operator
+
+    return _control(args, lambda: operator.pause(args.invoice_id, args.reason, args.until,
+                                                 args.event_id))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from dunning import operator
+
+    return _control(args, lambda: operator.resume(args.invoice_id, args.event_id))
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    from dunning import operator
+
+    changes = {name: getattr(args, name) for name in operator.UPDATE_KEYS}
+    return _control(args, lambda: operator.update(args.invoice_id, changes, args.event_id))
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     import orjson
 
@@ -354,7 +406,41 @@ def parser() -> argparse.ArgumentParser:
                      help="send the tick past the workers' clock guard (--max-tick-jump): an "
                           "operator who means a jump of logical time")
     tck.set_defaults(run=cmd_tick)
+    _control_parsers(sub)
     return p
+
+
+def _control_parsers(sub: Any) -> None:
+    """The operator controls (contract v1.1 §1), each one event on billing.invoices."""
+    when = "RFC 3339, or a date for its midnight UTC"
+    eid = ("the event's id (default: a new unique one, printed); give a printed one to send "
+           "the same event again harmlessly")
+    pse = sub.add_parser("pause", help="pause an invoice's collection (collection.paused)")
+    pse.add_argument("invoice_id")
+    pse.add_argument("--until", default=_env("--until"), metavar="TIME",
+                     help=f"when the pause ends by itself ({when}); default: at resume")
+    pse.add_argument("--reason", default=_env("--reason", "other"),
+                     help="promise_to_pay, dispute or other (default)")
+    pse.add_argument("--event-id", default=_env("--event-id"), help=eid)
+    pse.set_defaults(run=cmd_pause)
+
+    rsm = sub.add_parser("resume", help="end an invoice's pause (collection.resumed)")
+    rsm.add_argument("invoice_id")
+    rsm.add_argument("--event-id", default=_env("--event-id"), help=eid)
+    rsm.set_defaults(run=cmd_resume)
+
+    upd = sub.add_parser("update", help="move an invoice's collection dates (invoice.updated)")
+    upd.add_argument("invoice_id")
+    upd.add_argument("--due-at", default=_env("--due-at"), metavar="TIME", help=when)
+    for flag in ("--suspend-at", "--delete-at", "--request-cancel-at"):
+        upd.add_argument(flag, default=_env(flag), metavar="TIME|none",
+                         help=f"{when}; none removes the date")
+    upd.add_argument("--reminder-every-days", default=_env("--reminder-every-days"),
+                     metavar="DAYS|none", help="none turns reminders off")
+    upd.add_argument("--event-id", default=_env("--event-id"), help=eid)
+    upd.set_defaults(run=cmd_update)
+    for cmd in (pse, rsm, upd):
+        _broker_args(cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

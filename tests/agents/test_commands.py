@@ -1,4 +1,4 @@
-"""`dunning broker` and `dunning tick` as a user runs them."""
+"""`dunning broker`, `dunning tick` and the operator controls as a user runs them."""
 
 from __future__ import annotations
 
@@ -122,3 +122,58 @@ def test_the_after_header_round_trips_and_rejects_what_is_not_it():
     for bad in (b"not json", b"[1]", b'{"billing.payments": {"x": 1}}',
                 b'{"billing.payments": {"0": -1}}', b'{"billing.payments": {"0": "1"}}'):
         assert after_of([(H_AFTER, bad)]) is None, bad
+
+
+def _control(broker: Broker, client: Client, *args: str) -> tuple[bytes, dict[str, object]]:
+    """Run one operator control against `broker`: the key and value it put on
+    billing.invoices, the one record there."""
+    done = subprocess.run(dunning(*args, "--broker", broker.url), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    [record] = client.read([topics.INVOICES])
+    event = decode(topics.INVOICES, record.key, record.value)
+    assert not isinstance(event, m.DeadLetter), event
+    assert f"(event_id {event.event_id})" in done.stdout
+    return record.key, orjson.loads(record.value)
+
+
+def test_pause_publishes_collection_paused_keyed_by_the_invoice():
+    broker = Broker()
+    client = Client(broker, "pause")
+    try:
+        key, value = _control(broker, client, "pause", "INV-7", "--until", "2026-03-01",
+                              "--reason", "promise_to_pay")
+        assert key == b"INV-7"
+        assert value.pop("event_id")
+        assert value == {"type": "collection.paused", "invoice_id": "INV-7",
+                         "reason": "promise_to_pay", "until": "2026-03-01T00:00:00Z"}
+    finally:
+        client.close()
+        broker.stop()
+
+
+def test_resume_publishes_collection_resumed_with_the_event_id_given():
+    broker = Broker()
+    client = Client(broker, "resume")
+    try:
+        key, value = _control(broker, client, "resume", "INV-7", "--event-id", "resume-1")
+        assert (key, value) == (b"INV-7", {"type": "collection.resumed",
+                                           "event_id": "resume-1", "invoice_id": "INV-7"})
+    finally:
+        client.close()
+        broker.stop()
+
+
+def test_update_publishes_invoice_updated_with_the_dates_moved_and_removed():
+    broker = Broker()
+    client = Client(broker, "update")
+    try:
+        key, value = _control(broker, client, "update", "INV-7", "--due-at", "2026-03-01",
+                              "--suspend-at", "2026-03-20T08:00:00Z", "--delete-at", "none")
+        assert key == b"INV-7"
+        assert value["type"] == "invoice.updated" and value["invoice_id"] == "INV-7"
+        assert value["due_at"] == "2026-03-01T00:00:00Z"
+        assert value["overrides"] == {"suspend_at": "2026-03-20T08:00:00Z", "delete_at": False}
+    finally:
+        client.close()
+        broker.stop()

@@ -90,7 +90,7 @@ def test_the_worker_stops_at_once_on_settings_that_cannot_work():
     assert SECRET not in done.stderr + done.stdout
 
 
-@pytest.mark.parametrize("command", ["worker", "tick", "demo"])
+@pytest.mark.parametrize("command", ["worker", "tick", "demo", "pause", "resume", "update"])
 def test_help_names_the_settings_and_shows_no_secret(command):
     done = _cli(command, "--help", DUNNING_BROKER_PASSWORD=SECRET, DUNNING_WEB_TOKEN=SECRET)
     assert done.returncode == 0
