@@ -53,6 +53,24 @@ class Certificates:
                                        trustme.CA().cert_pem.bytes())
 
 
+def with_sasl_ssl(settings: dict[str, str], address: str, keystore: str) -> dict[str, str]:
+    """A node's settings with a SASL_SSL (SCRAM-SHA-512) listener for clients at `address`,
+    its key and certificate in the PEM file `keystore` (docker-compose.yml runs the same)."""
+    settings = dict(settings)
+    listener = f"SASL_SSL://{address}"
+    settings["listeners"] += "," + listener
+    settings["advertised.listeners"] += "," + listener
+    settings["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+    settings.update({
+        "sasl.enabled.mechanisms": MECHANISM,
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+        "listener.name.sasl_ssl.ssl.keystore.location": keystore,
+    })
+    return settings
+
+
 class SecureKafka(KafkaBroker):
     """One Kafka node with a SASL_SSL (SCRAM-SHA-512) listener beside the PLAINTEXT one."""
 
@@ -66,19 +84,8 @@ class SecureKafka(KafkaBroker):
         self.secure_url = f"kafka://{self.secure_bootstrap}"
 
     def _settings(self, node: KafkaNode, extra: dict[str, str]) -> dict[str, str]:
-        settings = super()._settings(node, extra)
-        listener = f"SASL_SSL://127.0.0.1:{self.secure_port}"
-        settings["listeners"] += "," + listener
-        settings["advertised.listeners"] += "," + listener
-        settings["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
-        settings.update({
-            "sasl.enabled.mechanisms": MECHANISM,
-            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
-                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
-            "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
-            "listener.name.sasl_ssl.ssl.keystore.location": self.certs.server_keystore,
-        })
-        return settings
+        return with_sasl_ssl(super()._settings(node, extra), f"127.0.0.1:{self.secure_port}",
+                             self.certs.server_keystore)
 
     def security(self, **changes: str | None) -> BrokerSecurity:
         """The settings a client needs for the SASL_SSL listener, with `changes`."""
