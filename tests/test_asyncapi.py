@@ -77,3 +77,20 @@ def test_the_policy_terms_schema_names_every_policy_key_and_its_example_loads():
         t = parse_policy("[defaults]\n" + "".join(f"{k} = {_toml(v)}\n"
                                                   for k, v in example.items())).terms()
         assert t.late_fee_in("JPY") == 500 and str(t.threshold_in("EUR")) == "0.00"
+
+
+def test_the_production_server_is_the_compose_listener_with_its_security():
+    """The production server is docker-compose.yml's client listener, SASL_SSL with the
+    mechanism the secured test broker and compose run, which the worker accepts."""
+    import yaml
+
+    from dunning.config.security import MECHANISMS
+
+    production = DOC["servers"]["production"]
+    assert production["protocol"] == "kafka-secure"
+    [scheme] = [name for req in production["security"] for name in req]
+    assert DOC["components"]["securitySchemes"][scheme]["type"] == "scramSha512"
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    worker = compose["services"]["worker-1"]["environment"]
+    assert worker["DUNNING_BROKER_SASL_MECHANISM"] == "SCRAM-SHA-512" in MECHANISMS
+    assert production["url"] == worker["DUNNING_BROKER"].removeprefix("kafka://").split(";")[0]
