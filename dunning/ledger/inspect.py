@@ -58,8 +58,16 @@ def render(found: dict[str, Any]) -> str:
             f"   paid {inv['amount_paid']}   due {inv['amount_due']}",
             f"  issued {inv['issued_at']}   due date {inv['due_at']}   service {inv['service']}",
             "  next: " + (f"{nxt['action']} at {nxt['at']}" if nxt else "nothing scheduled"),
-            "",
         ]
+        dates = [f"{name} {inv[f'{name}_at']}" for name in ("limit", "suspend", "delete")
+                 if inv.get(f"{name}_at")]
+        if dates:  # as the policy set them, or an operator's invoice.updated moved them
+            lines.append("  dates: " + "   ".join(dates))
+        pause = inv.get("pause")
+        if pause:
+            lines.append(f"  paused since {pause['since']} ({pause['reason']}), "
+                         + (f"until {pause['until']}" if pause["until"] else "until resumed"))
+        lines.append("")
     rows = [(c["issued_at"], c["type"], _detail(c), c["causation_id"], c["command_id"][:12])
             for c in found["commands"]]
     header = ("logical time", "command", "detail", "caused by", "command id")

@@ -142,6 +142,7 @@ def on_paused(inv: Invoice, event: m.CollectionPaused, now: int, out: Out) -> st
     if inv.paused_at is None:
         inv.paused_at = now
     inv.pause_until = event.until  # a second pause while paused sets when it ends
+    inv.pause_reason = event.reason  # and why, as the operator says it now
     return m.APPLIED
 
 

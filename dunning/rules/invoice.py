@@ -98,6 +98,7 @@ class Invoice:
         "order_id",
         "paid",
         "parked",
+        "pause_reason",
         "pause_until",
         "paused_at",
         "payments",
@@ -162,6 +163,7 @@ class Invoice:
         # A pause (v1.1): when it began (None: not paused), and when it ends by itself.
         self.paused_at: int | None = None
         self.pause_until: int | None = None
+        self.pause_reason: str | None = None  # the operator's (promise_to_pay, dispute...)
 
     # -- derived -------------------------------------------------------------------------
 
@@ -488,7 +490,7 @@ def _end_pause(inv: Invoice, end: int, now: int, cause: str, out: Out, reason: s
     customer keeps the time they had, and with a `reason` the customer is told (v1.1)."""
     began = inv.paused_at
     assert began is not None
-    inv.paused_at = inv.pause_until = None
+    inv.paused_at = inv.pause_until = inv.pause_reason = None
     controls.shift(inv, max(0, end - began))
     if reason:
         notice = inv.notice(now)
@@ -672,7 +674,7 @@ def _cancel(inv: Invoice, now: int, cause: str, out: Out, notice: str = "") -> N
     inv.actions = []
     inv.parked = None
     inv.next_reminder = inv.charge_at = None
-    inv.paused_at = inv.pause_until = None
+    inv.paused_at = inv.pause_until = inv.pause_reason = None
     inv.status = "cancelled"  # first: its notices then announce no deadline (v1.1)
     if notice:
         _notify(inv, notice, "", now, cause, out)

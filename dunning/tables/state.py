@@ -32,7 +32,8 @@ from dunning.streams.codec import decode
 SUBJECT_VERSION = SIGNAL_VERSION = 1
 # 2: the invoice gains `explicit` and `parked` (contract v1.1: the threshold keeps explicit
 # dates and sets the others aside, to resume should the invoice owe more).
-# 3: and `paused_at`, `pause_until` (v1.1 operator controls: a pause and when it ends).
+# 3: and `paused_at`, `pause_until`, `pause_reason` (v1.1 operator controls: a pause, when
+# it ends, why).
 INVOICE_VERSION = 3
 # Held v2 keeps each record's headers (v1 rows, without them, still decode).
 HELD_VERSION = 2
@@ -211,12 +212,13 @@ _INVOICE = _Layout("invoice", Invoice, INVOICE_VERSION, (
     ("parked", _OPT_ACTIONS),
     ("paused_at", None),
     ("pause_until", None),
+    ("pause_reason", None),
 ), migrations={
     # Version 1 did not record which dates were explicit (taken as the policy's) and dropped
     # what the threshold skipped (nothing set aside).
     1: (36, lambda row: [2, *row[1:], [], None]),
     # Version 2 knew no pauses (v1.1 operator controls): not paused.
-    2: (38, lambda row: [3, *row[1:], None, None]),
+    2: (38, lambda row: [3, *row[1:], None, None, None]),
 })
 
 # `key` is not stored: Subject derives it from kind and id.
@@ -374,6 +376,10 @@ def invoice_view(inv: Invoice) -> dict[str, Any]:
         # next_at() is None once paid or cancelled: then nothing fires, whatever is listed.
         "next_action": scheduled[0] if scheduled and inv.next_at() is not None else None,
         "scheduled": scheduled,
+        # Operator controls (v1.1): a pause holds every date above until it ends.
+        "pause": None if inv.paused_at is None else {
+            "reason": inv.pause_reason, "since": format_time(inv.paused_at),
+            "until": _time(inv.pause_until)},
         **_collection_terms(inv),
     }
 

@@ -108,6 +108,7 @@ def full_invoice() -> Invoice:
         "paid": Decimal("12.345"),
         "parked": [(60, 4, "overdue_notice"), (120, 7, "suspend")],
         "pause_until": 700,
+        "pause_reason": "dispute",
         "paused_at": 20,
         "payments": {"pay-b": Decimal("0.000"), "pay-a": Decimal("12.345")},
         "pending_request": True,
@@ -165,14 +166,14 @@ def test_an_invoice_of_version_1_is_migrated() -> None:
         Decimal("100.00"), Decimal("95.00"), SUSPENDED, {"ev-pay"})
     assert inv.actions == [(1769817600, 4, "overdue"), (1775001600, 8, "delete")]
     row = orjson.loads(encode_invoice(inv))
-    assert row == [3, *orjson.loads(INVOICE_V1)[1:], [], None, None, None]
+    assert row == [3, *orjson.loads(INVOICE_V1)[1:], [], None, None, None, None]
 
 
 def test_an_invoice_of_version_2_is_migrated_as_not_paused() -> None:
     v2 = orjson.dumps([2, *orjson.loads(INVOICE_V1)[1:], ["suspend"], None])
     inv = decode_invoice(v2)
     assert (inv.paused_at, inv.pause_until, inv.explicit) == (None, None, ("suspend",))
-    assert orjson.loads(encode_invoice(inv)) == [3, *orjson.loads(v2)[1:], None, None]
+    assert orjson.loads(encode_invoice(inv)) == [3, *orjson.loads(v2)[1:], None, None, None]
 
 
 def test_a_migrated_invoice_goes_on_under_the_v11_rules() -> None:
@@ -421,6 +422,7 @@ def test_invoice_view_shows_the_state_in_wire_terms() -> None:
         "scheduled": [{"action": "reminder", "at": "2026-02-12T00:00:00Z"},
                       {"action": "suspend", "at": "2026-02-15T00:00:00Z"},
                       {"action": "delete", "at": "2026-04-01T00:00:00Z"}],
+        "pause": None,
         "reminders": {"every_days": 7, "started_at": "2026-01-01T00:00:00Z",
                       "next_at": "2026-02-12T00:00:00Z"},
         "charge": {"next_attempt": 1, "next_at": None, "awaiting_attempt": 1,
@@ -457,3 +459,20 @@ def test_a_paused_invoice_stays_paused_through_its_state() -> None:
             "until": "2026-02-10T00:00:00Z"})
     inv = decode_invoice(encode_invoice(d.invoice()))
     assert (inv.paused_at, inv.pause_until) == (d.invoice().paused_at, d.invoice().pause_until)
+
+
+def test_invoice_view_shows_a_pause_and_the_dates_it_holds() -> None:
+    from tests.rules.test_controls import pause, resume
+
+    d = Driver(VIEW_POLICY)
+    d.issue()
+    d.tick("2026-02-01")
+    pause(d, until="2026-03-01", reason="dispute")
+    view = invoice_view(decode_invoice(encode_invoice(d.invoice())))
+    assert view["pause"] == {"reason": "dispute", "since": "2026-02-01T00:00:00Z",
+                             "until": "2026-03-01T00:00:00Z"}
+    d.tick("2026-02-11")
+    resume(d)
+    view = invoice_view(decode_invoice(encode_invoice(d.invoice())))
+    assert view["pause"] is None
+    assert view["suspend_at"] == "2026-02-25T00:00:00Z"  # 2026-02-15, ten paused days later
