@@ -155,6 +155,20 @@ def every_rule() -> Recorder:
                                                                             "c-rekey2"))))
     # Every kind of bad record (§1) is dead-lettered.
     on("2026-01-03", lambda: bad_records(d))
+    # Operator controls (v1.1): a promise to pay that expires, a dispute resumed by hand, a
+    # pause ended by full payment, dates moved by invoice.updated (one removed).
+    on("2026-01-01", lambda: d.issue("promise", customer_id="c-promise"))
+    on("2026-01-25", lambda: d.send(_paused("promise", "promise_to_pay", "2026-02-05")))
+    on("2026-01-01", lambda: d.issue("dispute", customer_id="c-dispute", order_id="o-dispute"))
+    on("2026-01-28", lambda: d.send(_paused("dispute", "dispute")))
+    on("2026-02-03", lambda: d.send({"type": "collection.resumed", "invoice_id": "dispute"}))
+    on("2026-01-02", lambda: d.issue("kept", customer_id="c-kept"))
+    on("2026-01-20", lambda: d.send(_paused("kept", "promise_to_pay")))
+    on("2026-01-30", lambda: d.pay("kept", "100.00", payment_id="p-kept"))
+    on("2026-01-01", lambda: d.issue("moved", customer_id="c-moved", order_id="o-moved"))
+    on("2026-01-15", lambda: d.send({"type": "invoice.updated", "invoice_id": "moved",
+                                     "overrides": {"suspend_at": "2026-02-08T00:00:00Z",
+                                                   "delete_at": False}}))
 
     for day in calendar:
         d.tick(day)
@@ -168,6 +182,13 @@ def _issued(iid: str, customer: str) -> dict[str, Any]:
     return {"type": "invoice.issued", "event_id": f"ev-{iid}", "invoice_id": iid,
             "customer_id": customer, "amount": "100.00", "currency": "USD",
             "issued_at": "2026-01-02T00:00:00Z"}
+
+
+def _paused(iid: str, reason: str, until: str | None = None) -> dict[str, Any]:
+    record: dict[str, Any] = {"type": "collection.paused", "invoice_id": iid, "reason": reason}
+    if until is not None:
+        record["until"] = f"{until}T00:00:00Z"
+    return record
 
 
 def _payment(iid: str, amount: str, pid: str, eid: str) -> dict[str, Any]:

@@ -303,13 +303,14 @@ def test_compose_file_describes_the_production_stack():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
     assert set(services) == {"kafka-1", "kafka-2", "kafka-3", "postgres", "worker-1",
-                             "worker-2", "prometheus", "grafana"}
+                             "worker-2", "prometheus", "grafana", "certs", "kafka-users"}
     # (its Kafka nodes against the tests' cluster: tests/streams/test_compose.py)
     kafka = services["kafka-1"]["environment"]
     assert "controller" in kafka["KAFKA_PROCESS_ROLES"] and kafka["KAFKA_NUM_PARTITIONS"] == 8
     for name in ("worker-1", "worker-2"):
         env = services[name]["environment"]
-        assert env["DUNNING_BROKER"] == "kafka://kafka-1:9092;kafka-2:9092;kafka-3:9092"
+        # The nodes' SASL_SSL listener (tests/streams/test_compose.py checks its settings)
+        assert env["DUNNING_BROKER"] == "kafka://kafka-1:9094;kafka-2:9094;kafka-3:9094"
         assert env["DUNNING_DATABASE_URL"].startswith("postgresql://")
         assert env["DUNNING_WEB_HOST"] == name
     scrape = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
