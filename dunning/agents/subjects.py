@@ -11,7 +11,7 @@ to the table with the markers, so a restart neither loses nor repeats them.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
@@ -27,24 +27,75 @@ from dunning.rules.subject import Subject, apply_signals
 from dunning.tables.partitions import SUBJECT, Row, waiting_key
 from dunning.tables.state import decode_signal, decode_subject, encode_signal, encode_subject
 
+# Waiting signals beyond this many bytes go in rows of their own (chunks), each under it:
+# Kafka refuses a record over its max.message.bytes (1 MiB by default), and a billing run
+# suspending tens of thousands of invoices in one tick makes that many signals wait.
+CHUNK_BYTES = 256 * 1024
+
 
 @dataclass(slots=True)
 class Waiting:
-    """One signals partition: how far each invoice partition has come, and what waits."""
+    """One signals partition: how far each invoice partition has come, and what waits.
+
+    Stored as a header row (`w:<n>`: the markers, the signals when few, and which chunk rows
+    hold the rest) written last, after its chunks (`w:<n>.<generation>.<i>`). Each write
+    makes a new generation and deletes the one before the current, so a write cut short
+    leaves the last header and every chunk it names whole: the state stays one row's worth
+    of atomic, as when it was a single row."""
 
     markers: list[int]
     signals: list[list[Any]] = field(default_factory=list)  # [order, signal row]
+    generation: int = 0
+    chunks: int = 0  # chunk rows of this generation
+    older: int = 0  # chunk rows of the generation before, deleted at the next write
 
-    def encode(self) -> bytes:
-        return orjson.dumps([self.markers, self.signals])
+    def rows(self, q: int) -> list[Row]:
+        """The rows that store this state, the header last; stale chunks deleted first."""
+        rows: list[Row] = [(chunk_key(q, self.generation - 1, i), None)
+                           for i in range(self.older)]
+        inline, chunks = _split(self.signals)
+        if chunks or self.chunks:  # a new generation; the current one goes at the next write
+            self.generation += 1
+            rows += [(chunk_key(q, self.generation, i), orjson.dumps(c))
+                     for i, c in enumerate(chunks)]
+            self.older, self.chunks = self.chunks, len(chunks)
+        else:
+            self.older = 0
+        rows.append((waiting_key(q), orjson.dumps(
+            [self.markers, inline, self.generation, self.chunks, self.older])))
+        return rows
 
     @classmethod
-    def decode(cls, data: bytes | None, partitions: int) -> Waiting:
-        if data is None:
+    def decode(cls, q: int, data: Mapping[bytes, bytes], partitions: int) -> Waiting:
+        raw = data.get(waiting_key(q))
+        if raw is None:
             return cls([0] * partitions)
-        markers, signals = orjson.loads(data)
+        markers, signals, *where = orjson.loads(raw)  # one row only, before chunks
+        generation, chunks, older = where or (0, 0, 0)
+        for i in range(chunks):
+            signals += orjson.loads(data[chunk_key(q, generation, i)])
         markers += [0] * (partitions - len(markers))  # partitions were added since
-        return cls(markers, signals)
+        return cls(markers, signals, generation, chunks, older)
+
+
+def chunk_key(q: int, generation: int, i: int) -> bytes:
+    return waiting_key(q) + b".%d.%d" % (generation, i)
+
+
+def _split(signals: list[list[Any]]) -> tuple[list[list[Any]], list[list[list[Any]]]]:
+    """The signals inline (few), or in chunks of under CHUNK_BYTES each."""
+    sizes = [len(orjson.dumps(s)) + 1 for s in signals]
+    if sum(sizes) <= CHUNK_BYTES:
+        return signals, []
+    chunks: list[list[list[Any]]] = [[]]
+    size = 0
+    for sig, n in zip(signals, sizes, strict=True):
+        if size + n > CHUNK_BYTES and chunks[-1]:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(sig)
+        size += n
+    return [], chunks
 
 
 class SubjectAgent:
@@ -87,8 +138,7 @@ class SubjectAgent:
             if w is None:
                 if not self.ready():
                     raise Abandon
-                w = self.waiting[q] = Waiting.decode(self.table.data.get(waiting_key(q)),
-                                                     self.partitions)
+                w = self.waiting[q] = Waiting.decode(q, self.table.data, self.partitions)
             pending = {_ident(s[1]) for s in w.signals}
             for r in records:
                 doc = orjson.loads(r.value)
@@ -113,7 +163,7 @@ class SubjectAgent:
                 for dl in dead:
                     await self.out.dead_letter(dl, self.metrics)
                 rows += [(SUBJECT + key.encode(), encode_subject(s)) for key, s in dirty.items()]
-            rows.append((waiting_key(q), w.encode()))  # last: see batches.write_rows
+            rows += w.rows(q)  # its header last: see batches.write_rows
             written.append((q, rows))
         self.metrics.count(Counter(), commands)
 

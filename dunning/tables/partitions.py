@@ -3,7 +3,8 @@
 The invoices table holds, per events partition: each invoice (`i:<id>`), the events waiting
 for an invoice that has not arrived (`h:<id>`), and the partition's logical clock (`c:<n>`).
 The subjects table holds each subject (`s:<kind>:<id>`) and, per signals partition, the
-signals waiting for every invoice partition to reach their tick (`w:<n>`). Values are the
+signals waiting for every invoice partition to reach their tick (`w:<n>`, with chunk rows
+`w:<n>.<generation>.<i>` when many wait). Values are the
 compact encodings of `tables.state`. A worker that is assigned a partition rebuilds its engine
 and schedule from these rows; nothing else is kept.
 """

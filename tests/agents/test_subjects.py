@@ -12,7 +12,7 @@ import orjson
 from faust.types import TP
 
 from dunning.agents.metrics import Metrics
-from dunning.agents.subjects import SubjectAgent
+from dunning.agents.subjects import SubjectAgent, Waiting
 from dunning.rules.invoice import LIMITED, SUSPENDED, Signal
 from dunning.rules.times import DAY
 from dunning.streams import records as wire
@@ -153,3 +153,78 @@ def test_markers_only_move_forward():
     assert producer.commands() == []  # partition 1 is a day behind
     feed(a, marker(1))
     assert producer.commands() == ["service.limit"]
+
+
+# Kafka refuses a record over its max.message.bytes (1 MiB by default): no row may near it.
+ROW_LIMIT = 1 << 20
+
+
+def many_waiting(n: int, prefix: str = "inv") -> list[Rec]:
+    return [signal(f"{prefix}-{i:05d}", SUSPENDED, 90 * DAY, version=1) for i in range(n)]
+
+
+def test_many_waiting_signals_stay_under_the_record_limit_and_survive_a_restart():
+    """A billing run suspends tens of thousands of invoices in one tick; their signals wait
+    for the other invoice partitions' markers. Kept in one row they made a record over 1 MiB,
+    which Kafka refused (MessageSizeTooLargeError) and the worker stopped."""
+    a, producer, table = agent()
+    feed(a, *many_waiting(6000), marker(0))  # partition 1 has not passed the tick yet
+    rows = [(k, v) for t, k, v, _ in producer.sent if t == "test-subjects-changelog"]
+    assert rows and max(len(v or b"") for _, v in rows) < ROW_LIMIT // 2
+    assert rows[-1][0] == b"w:0"  # the partition's header row last (batches.write_rows)
+    assert producer.commands() == []
+    # A new worker from the table (what the changelog holds) applies them all once.
+    b, producer_b, _ = agent(table)
+    feed(b, marker(1))
+    assert producer_b.commands().count("service.suspend") == 1  # one order: held once
+    held = [orjson.loads(v) for t, _, v, _ in producer_b.sent
+            if t == "collection.provisioning"]
+    assert len(held[0]["invoice_ids"]) == 6000
+
+
+def test_waiting_signals_written_again_and_again_leave_no_rows_behind():
+    """Each write of the waiting signals replaces the one before: the rows of the write
+    before last are deleted, so the table (and its compacted changelog) holds two at most."""
+    a, _, table = agent()
+    for round_ in range(4):
+        feed(a, *many_waiting(3000, prefix=f"r{round_}"), marker(0))
+    chunks = [k for k in table.data if k.startswith(b"w:0.")]
+    assert 0 < len(chunks) <= 2 * (12000 * 200 // (ROW_LIMIT // 4) + 1)
+    b, producer_b, _ = agent(table)
+    feed(b, marker(1))
+    held = [orjson.loads(v) for t, _, v, _ in producer_b.sent
+            if t == "collection.provisioning"]
+    assert len(held[0]["invoice_ids"]) == 12000
+
+
+def test_a_waiting_row_of_the_single_row_layout_still_loads():
+    a, producer, table = agent()
+    old = orjson.dumps([[T, 0], [orjson.loads(LIMIT_LATER.value)[1:]]])
+    table.data[b"w:0"] = old
+    feed(a, SUSPEND_FIRST, marker(1))
+    assert producer.commands() == ["service.suspend"]
+
+
+def test_a_write_cut_short_before_its_header_leaves_the_last_state_whole():
+    """Whatever prefix of a write reaches the changelog, the header there and the chunks it
+    names are whole: from many waiting signals to few, and back."""
+    a, producer, _ = agent()
+    batches = [many_waiting(3000, "a"), many_waiting(10, "b"), many_waiting(3000, "c"),
+               many_waiting(2, "d")]
+    for records in batches:
+        feed(a, *records, marker(0))
+    rows = [(k, v) for t, k, v, _ in producer.sent if t == "test-subjects-changelog"]
+    headers = [i for i, (k, _) in enumerate(rows) if k == b"w:0"]
+    wanted = 0
+    for n, end in enumerate(headers):
+        wanted += len(batches[n])
+        # The changelog cut anywhere between this header and the next one's: the state is
+        # this header's, whole.
+        for cut in range(end + 1, (headers[n + 1] if n + 1 < len(headers) else end) + 1):
+            data: dict[bytes, bytes] = {}
+            for k, v in rows[:cut]:
+                if v is None:
+                    data.pop(k, None)
+                else:
+                    data[k] = v
+            assert len(Waiting.decode(0, data, 2).signals) == wanted
