@@ -1,0 +1,155 @@
+"""The worker's memory across a long run on a fixed set of invoices (`make bench`).
+
+One embedded broker and one `dunning worker` (memory store). Invoices are issued, then round
+after round of small partial payments and a daily tick go to the same invoices: state grows
+no more (each invoice keeps its size), so the worker's resident memory should not either.
+Prints the RSS after issuing (bytes per open invoice), after a warm-up round, and after each
+later round, and the growth from warm-up to the end (goal: within 10 %), with the commands of
+the whole run checked equal to the pure engine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from datetime import date, timedelta
+
+import orjson
+
+from dunning.config.policy import parse_policy
+from dunning.demo.feed import Feeder
+from dunning.rules.engine import Engine
+from dunning.streams import codec, topics
+from dunning.streams.broker import embedded_broker, free_port
+
+GROWTH_GOAL = 0.10
+APP_ID = "bench-memory"
+# Payments, fees and holds on every invoice; nothing is paid in full, nothing deleted.
+POLICY = """
+[defaults]
+terms_days = 30
+reminder_every_days = 7
+late_fee = "1.00"
+limit_after_days = 40
+suspend_after_days = 60
+"""
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def rss(pid: int) -> int:
+    """Resident set size of a process, in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def issued(i: int) -> tuple[str, bytes, bytes]:
+    iid = f"inv-{i}"
+    return (topics.INVOICES, iid.encode(), orjson.dumps({
+        "type": "invoice.issued", "event_id": f"i-{i}", "invoice_id": iid,
+        "customer_id": f"c-{i % 5000}", "order_id": f"o-{i}", "amount": "1000.00",
+        "currency": "USD", "issued_at": "2026-01-01T00:00:00Z"}))
+
+
+def paid(i: int, round_: int) -> tuple[str, bytes, bytes]:
+    iid = f"inv-{i}"
+    return (topics.PAYMENTS, iid.encode(), orjson.dumps({
+        "type": "payment.applied", "event_id": f"p-{i}-{round_}", "invoice_id": iid,
+        "payment_id": f"p-{i}-{round_}", "amount": "0.01", "currency": "USD"}))
+
+
+def tick(day: date) -> tuple[str, None, bytes]:
+    return (topics.CLOCK, None, orjson.dumps({
+        "type": "clock.tick", "event_id": f"t-{day}", "now": f"{day}T00:00:00Z"}))
+
+
+def healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--invoices", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=6)
+    args = parser.parse_args(argv)
+    folder = tempfile.mkdtemp(prefix="dunning-bench-memory-")
+    policy = os.path.join(folder, "policy.toml")
+    with open(policy, "w") as f:
+        f.write(POLICY)
+    engine = Engine(parse_policy(POLICY, "bench"))
+    expected: Counter[str] = Counter()
+
+    def reference(records: list[tuple[str, bytes | None, bytes]]) -> None:
+        for topic, key, value in records:
+            for c in codec.feed(engine, topic, key, value).commands:
+                expected[c.value["type"]] += 1
+
+    say(f"memory: {args.invoices:,} invoices, then {args.rounds} rounds of a payment to each "
+        "and a tick (the first round warms up)")
+    broker = embedded_broker()
+    port = free_port()
+    log = open(os.path.join(folder, "worker.log"), "wb")  # noqa: SIM115 - the worker's
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "dunning.cli", "worker", "--broker", broker.url,
+         "--app-id", APP_ID, "--web-port", str(port), "--policy", policy,
+         "--log-level", "warn", "--max-tick-jump", "0"], stdout=log, stderr=subprocess.STDOUT)
+    client = Feeder(broker.bootstrap, APP_ID)
+    try:
+        deadline = time.monotonic() + 120
+        while not healthy(port):
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the worker did not start; its log: {log.name}")
+            time.sleep(0.2)
+        day = date(2026, 1, 1)
+        started = rss(worker.pid)
+        batch: list[tuple[str, bytes | None, bytes]] = [tick(day)]
+        batch += [issued(i) for i in range(args.invoices)]
+        reference(batch)
+        client.play(batch, timeout=600)
+        after_issue = rss(worker.pid)
+        say(f"   started: {started / 2**20:,.0f} MiB; after issuing: "
+            f"{after_issue / 2**20:,.0f} MiB, "
+            f"{(after_issue - started) / args.invoices:,.0f} B per open invoice")
+        figures = []
+        for round_ in range(args.rounds):
+            day += timedelta(days=7)
+            batch = [paid(i, round_) for i in range(args.invoices)] + [tick(day)]
+            reference(batch)
+            client.play(batch, timeout=600)
+            figures.append(rss(worker.pid))
+            say(f"   round {round_ + 1} ({day}): {figures[-1] / 2**20:,.0f} MiB")
+        emitted = Counter(c["type"] for c in client.commands())
+    finally:
+        worker.kill()
+        worker.wait()
+        client.close()
+        broker.stop()
+    if emitted != expected:
+        say(f"   the worker's commands are not the engine's: {emitted} vs {expected}")
+        return 1
+    growth = figures[-1] / figures[0] - 1
+    events = args.invoices * (args.rounds - 1)
+    say(f"   {sum(expected.values()):,} commands, the engine's; from warm-up to the end, "
+        f"{events:,} events: {growth:+.1%} "
+        f"({(figures[-1] - figures[0]) / events:+,.1f} B per event; goal within "
+        f"{GROWTH_GOAL:.0%}) {'ok' if abs(growth) <= GROWTH_GOAL else 'MISSED'}")
+    return 0 if abs(growth) <= GROWTH_GOAL else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
