@@ -16,6 +16,7 @@ from typing import Any
 
 from dunning.config.policy import Terms
 from dunning.rules import model as m
+from dunning.rules.calendar import Calendar
 from dunning.rules.ids import command_id
 from dunning.rules.money import EXPONENTS, ZERO, fmt, quantize
 from dunning.rules.times import DAY, format_time
@@ -29,6 +30,7 @@ REQUEST_CANCEL, CHARGE, DUE_SOON, REMINDER, OVERDUE, LATE_FEE, LIMIT, SUSPEND, D
 # invoice owes past due_at).
 OVERDUE_NOTICE, RESTAGE = "overdue_notice", "restage"
 STAGE = frozenset(("late_fee", "limit", "suspend", "delete"))
+ENFORCEMENT = frozenset(("limit", "suspend", "delete"))  # what the calendar moves (v1.1)
 _SET_ASIDE = STAGE | {OVERDUE_NOTICE}  # what the threshold sets aside, unless explicit
 _STARTS = frozenset(("overdue", RESTAGE))
 
@@ -75,6 +77,7 @@ class Invoice:
     __slots__ = (
         "actions",
         "amount",
+        "calendar",
         "charge_at",
         "charge_next",
         "charge_retry",
@@ -162,6 +165,8 @@ class Invoice:
         # A pause (v1.1): when it began (None: not paused), and when it ends by itself.
         self.paused_at: int | None = None
         self.pause_until: int | None = None
+        # The business calendar (v1.1) its enforcement lands by; None: any day.
+        self.calendar: Calendar | None = None
 
     # -- derived -------------------------------------------------------------------------
 
@@ -231,6 +236,8 @@ class Invoice:
             elif name in _DEADLINES:
                 if small and name != "request_cancel" and name not in self.explicit:
                     continue
+                if name in ENFORCEMENT:  # notices announce the moved times (v1.1)
+                    at = self.enforce_at(at)
                 if at >= now:
                     out[_DEADLINES[name]] = format_time(at)
                 if name != "suspend":  # a deletion or request cancellation ends what follows
@@ -238,6 +245,10 @@ class Invoice:
                         out.pop("due_at", None)
                     break
         return out
+
+    def enforce_at(self, at: int) -> int:
+        """When a limitation, suspension or deletion due at `at` lands (v1.1 calendar)."""
+        return at if self.calendar is None else self.calendar.enforce_at(at)
 
     def zero(self) -> str:
         return fmt(ZERO, self.currency)
@@ -428,6 +439,7 @@ def issue(
     inv.pending_request = event.request_status == "pending"
     inv.notify_reseller = terms.notify_reseller
     inv.issued_by = event.event_id
+    inv.calendar = terms.calendar
     ov = event.overrides
 
     if event.origin == "system":
@@ -709,6 +721,8 @@ def advance(inv: Invoice, now: int, cause: str, out: Out, until: int | None = No
             best = (at, REMINDER)
         if best is None:
             break
+        if best[1] in _MOVES and inv.calendar is not None and _moved(inv, now):
+            continue  # off an enforcement day: it now waits for the next one
         if best[1] == CHARGE:
             inv.charge_at = None
             _charge(inv, now, cause, out)
@@ -717,6 +731,32 @@ def advance(inv: Invoice, now: int, cause: str, out: Out, until: int | None = No
         else:
             _fire(inv, inv.actions.pop(0)[2], now, cause, out)
     _emit_status(inv, now, cause, out, at=until)
+
+
+_MOVES = frozenset((LIMIT, SUSPEND, DELETE))
+
+
+def _moved(inv: Invoice, now: int) -> bool:
+    """Move the first action, an enforcement, off a day the calendar does not enforce on.
+
+    It lands at the start of the next enforcement day after its own time; and since it fires
+    at the tick that reaches it, that tick's local day must be one too (after a gap in the
+    ticks, a Saturday tick waits for Monday). Moving it when it comes due, rather than where
+    each date is set (issue, update, pause, restore), keeps one place that knows the calendar;
+    `deadlines` announces the same time.
+    """
+    at, prio, name = inv.actions[0]
+    target = inv.enforce_at(at)
+    if target <= now:
+        later = inv.enforce_at(now)
+        if later != now:
+            target = later
+    if target == at:
+        return False
+    inv.actions.pop(0)
+    _schedule(inv, target, prio, name)
+    setattr(inv, f"{name}_at", target)
+    return True
 
 
 def _charge(inv: Invoice, now: int, cause: str, out: Out) -> None:

@@ -15,6 +15,7 @@ trusted, as these bytes are only ever written by `encode_*`.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from datetime import date
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import orjson
 
 from dunning.rules import model as m
+from dunning.rules.calendar import Calendar
 from dunning.rules.engine import Held
 from dunning.rules.invoice import CHARGE, REMINDER, Invoice, Signal
 from dunning.rules.money import ZERO, fmt
@@ -33,7 +35,8 @@ SUBJECT_VERSION = SIGNAL_VERSION = 1
 # 2: the invoice gains `explicit` and `parked` (contract v1.1: the threshold keeps explicit
 # dates and sets the others aside, to resume should the invoice owe more).
 # 3: and `paused_at`, `pause_until` (v1.1 operator controls: a pause and when it ends).
-INVOICE_VERSION = 3
+# 4: and `calendar` (v1.1 business calendar: where its enforcement lands).
+INVOICE_VERSION = 4
 # Held v2 keeps each record's headers (v1 rows, without them, still decode).
 HELD_VERSION = 2
 
@@ -101,6 +104,25 @@ _OPT_ACTIONS = (None, _opt_actions_in)
 _TUPLE = (None, _tuple_in)
 _SEEN = (_seen_out, _seen_in)
 _OBJECT = (None, _dict_in)
+
+
+def _calendar_out(cal: Calendar | None) -> list[Any] | None:
+    if cal is None:
+        return None
+    return [cal.time_zone, sorted(cal.enforce_on), sorted(d.isoformat() for d in cal.holidays),
+            None if cal.notice_hours is None else list(cal.notice_hours)]
+
+
+def _calendar_in(row: Any) -> Calendar | None:
+    if row is None:
+        return None
+    zone, days, holidays, hours = _need(row, list, "a calendar")
+    return Calendar(_need(zone, str, "a time zone"), frozenset(_need(days, list, "days")),
+                    frozenset(date.fromisoformat(d) for d in _need(holidays, list, "holidays")),
+                    None if hours is None else tuple(_need(hours, list, "notice hours")))
+
+
+_CALENDAR = (_calendar_out, _calendar_in)
 
 
 # -- one layout: a class's slots in a fixed order -------------------------------------------
@@ -211,12 +233,15 @@ _INVOICE = _Layout("invoice", Invoice, INVOICE_VERSION, (
     ("parked", _OPT_ACTIONS),
     ("paused_at", None),
     ("pause_until", None),
+    ("calendar", _CALENDAR),
 ), migrations={
     # Version 1 did not record which dates were explicit (taken as the policy's) and dropped
     # what the threshold skipped (nothing set aside).
     1: (36, lambda row: [2, *row[1:], [], None]),
     # Version 2 knew no pauses (v1.1 operator controls): not paused.
     2: (38, lambda row: [3, *row[1:], None, None]),
+    # Version 3 knew no business calendar: enforcement on any day, as it was.
+    3: (40, lambda row: [4, *row[1:], None]),
 })
 
 # `key` is not stored: Subject derives it from kind and id.

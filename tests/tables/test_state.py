@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date
 from decimal import Decimal
 from typing import Any
 from unittest import mock
@@ -20,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 
 from dunning.rules import engine as engine_module
 from dunning.rules import model as m
+from dunning.rules.calendar import Calendar
 from dunning.rules.engine import Held
 from dunning.rules.invoice import DELETED, LIMITED, SUSPENDED, Invoice, Signal
 from dunning.rules.subject import Subject
@@ -84,6 +86,8 @@ def full_invoice() -> Invoice:
     values: dict[str, Any] = {
         "actions": [(100, 6, "late_fee"), (200, 8, "delete")],
         "amount": Decimal("1234.500"),
+        "calendar": Calendar("Europe/Berlin", frozenset((0, 1, 2, 3, 4)),
+                             frozenset((date(2027, 12, 24), date(2027, 12, 25))), (480, 1200)),
         "charge_at": 300,
         "charge_next": 2,
         "charge_retry": (3, 5, 7),
@@ -141,7 +145,7 @@ def test_invoice_round_trip_keeps_every_slot_exactly(make: Callable[[], Invoice]
 def test_invoice_encoding_is_a_compact_versioned_array() -> None:
     data = encode_invoice(full_invoice())
     row = orjson.loads(data)
-    assert row[0] == 3 and len(row) == len(Invoice.__slots__) + 1
+    assert row[0] == 4 and len(row) == len(Invoice.__slots__) + 1
     assert b'"1234.500"' in data and b'"1E+1"' in data
     assert b"invoice_id" not in data  # no field names
     assert b'["ev-1","ev-2","ev-3"]' in data  # the set, sorted
@@ -165,14 +169,21 @@ def test_an_invoice_of_version_1_is_migrated() -> None:
         Decimal("100.00"), Decimal("95.00"), SUSPENDED, {"ev-pay"})
     assert inv.actions == [(1769817600, 4, "overdue"), (1775001600, 8, "delete")]
     row = orjson.loads(encode_invoice(inv))
-    assert row == [3, *orjson.loads(INVOICE_V1)[1:], [], None, None, None]
+    assert row == [4, *orjson.loads(INVOICE_V1)[1:], [], None, None, None, None]
 
 
 def test_an_invoice_of_version_2_is_migrated_as_not_paused() -> None:
     v2 = orjson.dumps([2, *orjson.loads(INVOICE_V1)[1:], ["suspend"], None])
     inv = decode_invoice(v2)
     assert (inv.paused_at, inv.pause_until, inv.explicit) == (None, None, ("suspend",))
-    assert orjson.loads(encode_invoice(inv)) == [3, *orjson.loads(v2)[1:], None, None]
+    assert orjson.loads(encode_invoice(inv)) == [4, *orjson.loads(v2)[1:], None, None, None]
+
+
+def test_an_invoice_of_version_3_is_migrated_without_a_calendar() -> None:
+    v3 = orjson.dumps([3, *orjson.loads(INVOICE_V1)[1:], ["suspend"], None, 5, None])
+    inv = decode_invoice(v3)
+    assert (inv.calendar, inv.paused_at) == (None, 5)
+    assert orjson.loads(encode_invoice(inv)) == [4, *orjson.loads(v3)[1:], None]
 
 
 def test_a_migrated_invoice_goes_on_under_the_v11_rules() -> None:
@@ -356,7 +367,7 @@ DECODERS = {"invoice": decode_invoice, "subject": decode_subject, "signal": deco
     (b"\xff\xfe", "is not JSON"),
     (b'{"v": 1}', "not a JSON array"),
     (b"[]", "not a JSON array"),
-    (b"[9, 1, 2]", "format version 9; this dunning reads version [123]"),
+    (b"[9, 1, 2]", "format version 9; this dunning reads version [1234]"),
     (b"[true]", "format version True"),
     (b'["1"]', "format version '1'"),
 ])
@@ -368,6 +379,7 @@ def test_garbage_is_refused_naming_the_problem(kind: str, data: bytes, error: st
 @pytest.mark.parametrize(("decoder", "data", "error"), [
     (decode_invoice, b"[1]", "invoice state has 0 fields; version 1 has 36"),
     (decode_invoice, b"[2]", "invoice state has 0 fields; version 2 has 38"),
+    (decode_invoice, b"[3]", "invoice state has 0 fields; version 3 has 40"),
     (decode_subject, INVOICE_V1, "subject state has 36 fields"),
     (decode_signal, SUBJECT, "signal state has 6 fields"),
     (decode_held, SUBJECT, "held event 1 is not"),
