@@ -116,6 +116,7 @@ class Invoice:
         "status_seq",
         "suspend_at",
         "threshold",
+        "waiting",
     )
 
     def __init__(self) -> None:
@@ -167,6 +168,9 @@ class Invoice:
         self.pause_until: int | None = None
         # The business calendar (v1.1) its enforcement lands by; None: any day.
         self.calendar: Calendar | None = None
+        # Notifications held for notice hours (v1.1): (when they may go, the record's value),
+        # in the order they were decided; replaced whole, never changed in place.
+        self.waiting: tuple[tuple[int, dict[str, Any]], ...] | None = None
 
     # -- derived -------------------------------------------------------------------------
 
@@ -203,12 +207,13 @@ class Invoice:
 
     def next_at(self) -> int | None:
         """When this invoice next needs a tick; None while nothing can happen by time alone."""
-        if self.status == "cancelled" or self.amount - self.paid <= 0:
-            return None
+        held = self.waiting[0][0] if self.waiting else None
         if self.paused_at is not None:
             return self.pause_until  # nothing time-driven fires before the pause ends
+        if self.status == "cancelled" or self.amount - self.paid <= 0:
+            return held  # its last notices may still wait for notice hours
         best = self.actions[0][0] if self.actions else None
-        for t in (self.next_reminder, self.charge_at):
+        for t in (self.next_reminder, self.charge_at, held):
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -320,9 +325,49 @@ def notifications(
 
 
 def _notify(inv: Invoice, ctype: str, key: object, now: int, cause: str, out: Out) -> None:
-    out.commands += notifications(
+    _tell(inv, notifications(
         inv.invoice_id, ctype, key, now, cause, inv.notice(now), inv.audiences()
-    )
+    ), now, out)
+
+
+def _tell(inv: Invoice, commands: list[m.Command], now: int, out: Out) -> None:
+    """Send the invoice's notifications now, or hold them for the next opening of its notice
+    hours (v1.1 calendar)."""
+    cal = inv.calendar
+    opens = now if cal is None else cal.notice_at(now)
+    if opens == now:
+        out.commands += commands
+    else:
+        inv.waiting = (*(inv.waiting or ()), *((opens, c.value) for c in commands))
+        inv.waiting = tuple(sorted(inv.waiting, key=lambda w: w[0]))  # stable: order kept
+
+
+# Notices that ask for payment: a held one is dropped if nothing is due by the time it may go.
+_CHASING = frozenset(("notify.due_soon", "notify.reminder", "notify.overdue", "notify.late_fee",
+                      "notify.charge_failed"))
+_DEADLINE_KEYS = ("due_at", "suspend_at", "delete_at", "request_cancel_at")
+
+
+def _release(inv: Invoice, until: int, now: int, out: Out) -> None:
+    """Send the held notifications whose notice hours have opened by `until`, as of `now`:
+    issued now, with what is due and the deadlines as they stand now (notices tell only what
+    will happen). After the invoice's deletion they go nowhere (pursuit ended)."""
+    assert inv.waiting
+    ready = [w for w in inv.waiting if w[0] <= until]
+    if not ready:
+        return
+    inv.waiting = tuple(w for w in inv.waiting if w[0] > until) or None
+    fresh = inv.notice(now)
+    for _, value in ready:
+        ctype = value["type"]
+        if inv.level == DELETED or (ctype in _CHASING and (inv.due <= 0 or inv.cancelled)):
+            continue
+        if ctype == "notify.due_soon" and now >= inv.due_at:
+            continue  # due-soon is before due (v1.1)
+        sent = {k: v for k, v in value.items() if k not in _DEADLINE_KEYS}
+        sent.update(fresh)
+        sent["issued_at"] = format_time(now)
+        out.commands.append(m.Command(NOTIFICATIONS, inv.invoice_id, sent))
 
 
 _DEADLINES = {"suspend": "suspend_at", "delete": "delete_at", "request_cancel": "request_cancel_at"}
@@ -505,8 +550,8 @@ def _end_pause(inv: Invoice, end: int, now: int, cause: str, out: Out, reason: s
     if reason:
         notice = inv.notice(now)
         notice["reason"] = reason
-        out.commands += notifications(inv.invoice_id, "notify.collection_resumed", began, now,
-                                      cause, notice, inv.audiences())
+        _tell(inv, notifications(inv.invoice_id, "notify.collection_resumed", began, now,
+                                 cause, notice, inv.audiences()), now, out)
 
 
 def _start_collection(inv: Invoice, at: int) -> None:
@@ -707,8 +752,10 @@ def advance(inv: Invoice, now: int, cause: str, out: Out, until: int | None = No
     until = now if until is None else until
     if inv.paused_at is not None:
         if inv.pause_until is None or inv.pause_until > until:
-            return
+            return  # held notices too: no notice while paused
         _end_pause(inv, inv.pause_until, now, cause, out, reason="expired")
+    if inv.waiting:
+        _release(inv, until, now, out)
     while inv.status != "cancelled" and inv.amount > inv.paid:
         best: tuple[int, int] | None = None
         if inv.actions and inv.actions[0][0] <= until:
@@ -868,8 +915,8 @@ def _late_fee(inv: Invoice, now: int, cause: str, out: Out) -> None:
     if not inv.pending_request:
         notice = inv.notice(now)
         notice["late_fee"] = fmt(fee, inv.currency)
-        out.commands += notifications(inv.invoice_id, "notify.late_fee", "", now, cause, notice,
-                                      inv.audiences())
+        _tell(inv, notifications(inv.invoice_id, "notify.late_fee", "", now, cause, notice,
+                                 inv.audiences()), now, out)
 
 
 def _hold(inv: Invoice, level: int, now: int, cause: str, out: Out) -> None:

@@ -35,7 +35,8 @@ SUBJECT_VERSION = SIGNAL_VERSION = 1
 # 2: the invoice gains `explicit` and `parked` (contract v1.1: the threshold keeps explicit
 # dates and sets the others aside, to resume should the invoice owe more).
 # 3: and `paused_at`, `pause_until` (v1.1 operator controls: a pause and when it ends).
-# 4: and `calendar` (v1.1 business calendar: where its enforcement lands).
+# 4: and `calendar`, `waiting` (v1.1 business calendar: where its enforcement lands, and the
+# notifications held for notice hours).
 INVOICE_VERSION = 4
 # Held v2 keeps each record's headers (v1 rows, without them, still decode).
 HELD_VERSION = 2
@@ -123,6 +124,16 @@ def _calendar_in(row: Any) -> Calendar | None:
 
 
 _CALENDAR = (_calendar_out, _calendar_in)
+
+
+def _waiting_in(rows: Any) -> tuple[tuple[int, dict[str, Any]], ...] | None:
+    if rows is None:
+        return None
+    return tuple((_need(at, int, "a time"), _dict_in(value))
+                 for at, value in _need(rows, list, "held notices"))
+
+
+_WAITING = (None, _waiting_in)
 
 
 # -- one layout: a class's slots in a fixed order -------------------------------------------
@@ -234,14 +245,15 @@ _INVOICE = _Layout("invoice", Invoice, INVOICE_VERSION, (
     ("paused_at", None),
     ("pause_until", None),
     ("calendar", _CALENDAR),
+    ("waiting", _WAITING),
 ), migrations={
     # Version 1 did not record which dates were explicit (taken as the policy's) and dropped
     # what the threshold skipped (nothing set aside).
     1: (36, lambda row: [2, *row[1:], [], None]),
     # Version 2 knew no pauses (v1.1 operator controls): not paused.
     2: (38, lambda row: [3, *row[1:], None, None]),
-    # Version 3 knew no business calendar: enforcement on any day, as it was.
-    3: (40, lambda row: [4, *row[1:], None]),
+    # Version 3 knew no business calendar: enforcement on any day, no notice held.
+    3: (40, lambda row: [4, *row[1:], None, None]),
 })
 
 # `key` is not stored: Subject derives it from kind and id.

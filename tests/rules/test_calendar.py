@@ -196,3 +196,78 @@ def test_without_a_calendar_nothing_moves(days: int) -> None:
     d.tick(format_time(t("2027-03-12T10:00:00Z") + days * 86_400))
     assert enforcement(d) == [("service.suspend", format_time(
         t("2027-03-12T10:00:00Z") + int(timedelta(days=days).total_seconds())))]
+
+
+# -- notice hours -----------------------------------------------------------------------------
+
+
+def notices(d: Driver) -> list[tuple[str, str]]:
+    return [(c.value["type"], c.value["issued_at"]) for c in d.log
+            if c.value["type"].startswith("notify.") and c.value["audience"] == "customer"]
+
+
+def test_a_reminder_due_at_night_waits_for_the_opening() -> None:
+    d = Driver(policy(reminder_every_days=1, suspend_after_days="false",
+                      delete_after_days="false"))
+    d.tick("2027-03-01T22:00:00Z")
+    d.issue(issued_at="2027-03-01T22:00:00Z")  # 23:00 CET: every reminder falls at night
+    hourly(d, "2027-03-02T21:00:00Z", "2027-03-03T08:00:00Z")
+    # The 23:00 CET reminder goes at 08:00 CET the next morning, once, issued then.
+    assert notices(d) == [("notify.reminder", "2027-03-03T07:00:00Z")]
+    reminder = d.of("notify.reminder")[0]
+    assert reminder["causation_id"] == "tick-2027-03-02T22:00:00Z"
+    assert reminder["due_at"] == "2027-03-31T22:00:00Z"
+
+
+def test_a_held_notice_keeps_its_command_id() -> None:
+    plain = Driver(policy("", reminder_every_days=1, suspend_after_days="false",
+                          delete_after_days="false"))
+    held = Driver(policy(reminder_every_days=1, suspend_after_days="false",
+                         delete_after_days="false"))
+    for d in (plain, held):
+        d.tick("2027-03-01T22:00:00Z")
+        d.issue(issued_at="2027-03-01T22:00:00Z")
+        hourly(d, "2027-03-02T21:00:00Z", "2027-03-03T08:00:00Z")
+    assert [v["command_id"] for v in plain.of("notify.reminder")] == \
+        [v["command_id"] for v in held.of("notify.reminder")]
+
+
+def test_a_held_reminder_is_dropped_once_paid() -> None:
+    d = Driver(policy(reminder_every_days=1, suspend_after_days="false",
+                      delete_after_days="false"))
+    d.tick("2027-03-01T22:00:00Z")
+    d.issue(issued_at="2027-03-01T22:00:00Z")
+    hourly(d, "2027-03-02T21:00:00Z", "2027-03-03T01:00:00Z")
+    d.pay()  # at night, before the opening
+    hourly(d, "2027-03-03T02:00:00Z", "2027-03-03T09:00:00Z")
+    assert d.of("notify.reminder") == []
+
+
+def test_a_reaction_at_night_waits_too_but_charges_and_statuses_do_not() -> None:
+    d = Driver(policy(auto_charge='"on_due"', charge_retry_days="[]",
+                      suspend_after_days="false", delete_after_days="false"))
+    d.tick("2027-02-01T02:00:00Z")
+    d.issue(issued_at="2027-02-01T02:00:00Z")  # due 03-03 03:00 CET
+    hourly(d, "2027-03-03T01:00:00Z", "2027-03-03T02:00:00Z")
+    assert d.of("charge.request")[0]["issued_at"] == "2027-03-03T02:00:00Z"
+    assert d.of("invoice.status")[-1]["issued_at"] == "2027-03-03T02:00:00Z"
+    assert d.of("notify.overdue") == []
+    d.charge_failed(1, hard=True)  # at 03:00 CET
+    assert d.of("notify.charge_failed") == []
+    hourly(d, "2027-03-03T03:00:00Z", "2027-03-03T07:00:00Z")
+    assert notices(d) == [("notify.overdue", "2027-03-03T07:00:00Z"),
+                          ("notify.charge_failed", "2027-03-03T07:00:00Z")]
+
+
+def test_held_notices_survive_the_state_codec() -> None:
+    from dunning.tables.state import decode_invoice, encode_invoice
+
+    d = Driver(policy(reminder_every_days=1, suspend_after_days="false",
+                      delete_after_days="false"))
+    d.tick("2027-03-01T22:00:00Z")
+    d.issue(issued_at="2027-03-01T22:00:00Z")
+    hourly(d, "2027-03-02T21:00:00Z", "2027-03-02T23:00:00Z")
+    assert d.invoice().waiting
+    d.engine.invoices["inv-1"] = decode_invoice(encode_invoice(d.invoice()))
+    hourly(d, "2027-03-03T00:00:00Z", "2027-03-03T08:00:00Z")
+    assert notices(d) == [("notify.reminder", "2027-03-03T07:00:00Z")]

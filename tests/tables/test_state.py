@@ -126,6 +126,7 @@ def full_invoice() -> Invoice:
         "status_seq": 3,
         "suspend_at": 175,
         "threshold": Decimal("1E+1"),
+        "waiting": ((900, {"type": "notify.reminder", "command_id": "c-1"}),),
     }
     for name, value in values.items():
         setattr(inv, name, value)
@@ -169,21 +170,22 @@ def test_an_invoice_of_version_1_is_migrated() -> None:
         Decimal("100.00"), Decimal("95.00"), SUSPENDED, {"ev-pay"})
     assert inv.actions == [(1769817600, 4, "overdue"), (1775001600, 8, "delete")]
     row = orjson.loads(encode_invoice(inv))
-    assert row == [4, *orjson.loads(INVOICE_V1)[1:], [], None, None, None, None]
+    assert row == [4, *orjson.loads(INVOICE_V1)[1:], [], None, None, None, None, None]
 
 
 def test_an_invoice_of_version_2_is_migrated_as_not_paused() -> None:
     v2 = orjson.dumps([2, *orjson.loads(INVOICE_V1)[1:], ["suspend"], None])
     inv = decode_invoice(v2)
     assert (inv.paused_at, inv.pause_until, inv.explicit) == (None, None, ("suspend",))
-    assert orjson.loads(encode_invoice(inv)) == [4, *orjson.loads(v2)[1:], None, None, None]
+    assert orjson.loads(encode_invoice(inv)) == [4, *orjson.loads(v2)[1:], None, None, None, None]
 
 
 def test_an_invoice_of_version_3_is_migrated_without_a_calendar() -> None:
     v3 = orjson.dumps([3, *orjson.loads(INVOICE_V1)[1:], ["suspend"], None, 5, None])
     inv = decode_invoice(v3)
     assert (inv.calendar, inv.paused_at) == (None, 5)
-    assert orjson.loads(encode_invoice(inv)) == [4, *orjson.loads(v3)[1:], None]
+    assert inv.waiting is None
+    assert orjson.loads(encode_invoice(inv)) == [4, *orjson.loads(v3)[1:], None, None]
 
 
 def test_a_migrated_invoice_goes_on_under_the_v11_rules() -> None:
