@@ -42,8 +42,8 @@ class Calendar:
         day = self.local(at).date()
         if self.enforces_on(day):
             return at
-        # Holidays are finite and a week holds an enforcement day, so this ends.
-        for _ in range(len(self.holidays) + 8):
+        # Every week holds an enforcement day, and each holiday can cost at most a week.
+        for _ in range(7 * (len(self.holidays) + 1)):
             try:
                 day += timedelta(days=1)
             except OverflowError:

@@ -356,6 +356,11 @@ def _release(inv: Invoice, until: int, now: int, out: Out) -> None:
     ready = [w for w in inv.waiting if w[0] <= until]
     if not ready:
         return
+    opens = now if inv.calendar is None else inv.calendar.notice_at(now)
+    if opens != now:  # the tick comes after the window closed again: the next opening
+        inv.waiting = tuple(sorted((((opens if at <= until else at), value)
+                                    for at, value in inv.waiting), key=lambda w: w[0]))
+        return
     inv.waiting = tuple(w for w in inv.waiting if w[0] > until) or None
     fresh = inv.notice(now)
     for _, value in ready:

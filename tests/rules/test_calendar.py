@@ -10,6 +10,8 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dunning.rules.calendar import Calendar
 from dunning.rules.times import format_time, parse_time
@@ -271,3 +273,84 @@ def test_held_notices_survive_the_state_codec() -> None:
     d.engine.invoices["inv-1"] = decode_invoice(encode_invoice(d.invoice()))
     hourly(d, "2027-03-03T00:00:00Z", "2027-03-03T08:00:00Z")
     assert notices(d) == [("notify.reminder", "2027-03-03T07:00:00Z")]
+
+
+# -- the property -----------------------------------------------------------------------------
+
+ZONES = ("Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe",
+         "Pacific/Chatham", "UTC")
+# Sent by the subject with its service command, so at the enforcement's time (which the
+# calendar puts on an enforcement day), not held by the invoice's notice hours.
+SUBJECT_NOTICES = {"notify.limited", "notify.suspended", "notify.deleted", "notify.unsuspended"}
+ENFORCEMENT = {"service.limit", "service.suspend", "service.delete"}
+
+
+@st.composite
+def calendar_scenarios(draw: st.DrawFn) -> tuple[str, Calendar, list[tuple[int, dict]], int]:
+    zone = draw(st.sampled_from(ZONES))
+    days = draw(st.sets(st.integers(0, 6), min_size=1))
+    start = t("2027-01-01T00:00:00Z") + draw(st.integers(0, 330)) * 86_400
+    holidays = draw(st.sets(st.integers(0, 120), max_size=12))
+    hours = draw(st.none() | st.tuples(st.integers(0, 23 * 60), st.integers(1, 16 * 60)))
+    window = None if hours is None else (hours[0], min(1440, hours[0] + hours[1]))
+    first = date(2027, 1, 1) + timedelta(days=(start - t("2027-01-01T00:00:00Z")) // 86_400)
+    cal = Calendar(zone, frozenset(days), frozenset(first + timedelta(days=h) for h in holidays),
+                   window)
+    names = ", ".join(f'"{d}"' for d in sorted(WEEKDAY_NAMES[i] for i in days))
+    text = policy(
+        f'[calendar]\ntime_zone = "{zone}"\nenforce_on = [{names}]\n'
+        f"holidays = [{', '.join(sorted(f'{h.isoformat()!r}' for h in cal.holidays))}]\n"
+        + ("" if window is None else
+           f'notice_hours = ["{window[0] // 60:02d}:{window[0] % 60:02d}", '
+           f'"{window[1] // 60:02d}:{window[1] % 60:02d}"]\n'),
+        terms_days=draw(st.integers(0, 20)), limit_after_days=draw(st.integers(0, 5)),
+        suspend_after_days=draw(st.integers(0, 10)), delete_after_days=draw(st.integers(10, 30)),
+        reminder_every_days=draw(st.integers(1, 4)), due_soon_days="[1, 2]",
+        late_fee='"1.00"', auto_charge='"on_due"')
+    events: list[tuple[int, dict]] = []
+    for n in range(draw(st.integers(1, 3))):
+        at = start + draw(st.integers(0, 5 * 86_400))
+        events.append((at, {"type": "invoice.issued", "invoice_id": f"inv-{n}",
+                            "customer_id": f"cust-{n % 2}", "amount": "100.00",
+                            "currency": "USD", "issued_at": format_time(at),
+                            "order_id": draw(st.sampled_from([None, "ord-1"]))}))
+        for _ in range(draw(st.integers(0, 2))):
+            paid = at + draw(st.integers(0, 40 * 86_400))
+            events.append((paid, {"type": "payment.applied", "invoice_id": f"inv-{n}",
+                                  "payment_id": f"p-{n}-{paid}", "amount":
+                                  draw(st.sampled_from(["10.00", "60.00", "100.00"])),
+                                  "currency": "USD"}))
+        if draw(st.booleans()):
+            failed = at + draw(st.integers(0, 30 * 86_400))
+            events.append((failed, {"type": "charge.failed", "invoice_id": f"inv-{n}",
+                                    "attempt": 1, "hard": True}))
+    gap = draw(st.integers(1, 30)) * 3600
+    for event in events:
+        if event[1]["type"] == "invoice.issued":
+            event[1]["issued_at"] = format_time(event[0])
+    return text, cal, sorted(events, key=lambda e: e[0]), gap
+
+
+WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(calendar_scenarios())
+def test_no_enforcement_off_enforcement_days_and_no_notice_outside_notice_hours(
+        scenario: tuple[str, Calendar, list[tuple[int, dict]], int]) -> None:
+    text, cal, events, gap = scenario
+    d = Driver(text)
+    now = events[0][0]
+    end = now + 90 * 86_400
+    pending = list(events)
+    while now <= end:
+        d.tick(format_time(now))
+        while pending and pending[0][0] <= now:
+            d.send(pending.pop(0)[1])
+        now += gap
+    for c in d.log:
+        ctype, at = c.value["type"], t(c.value["issued_at"])
+        if ctype in ENFORCEMENT:
+            assert cal.enforces_on(cal.local(at).date()), (ctype, c.value["issued_at"])
+        elif ctype.startswith("notify.") and ctype not in SUBJECT_NOTICES:
+            assert cal.in_notice_hours(at), (ctype, c.value["issued_at"])
