@@ -53,6 +53,9 @@ class Signal:
     notice: dict[str, Any] = field(default_factory=dict)  # notification fields, sans audience
     audiences: tuple[str, ...] = ("customer",)
     request_id: str | None = None
+    # Outside the invoice's notice hours (v1.1 calendar): the subject holds the notices this
+    # signal causes until the invoice's "notices" signal at the next opening.
+    quiet: bool = False
 
     @property
     def subject_key(self) -> str:
@@ -342,13 +345,14 @@ def _tell(inv: Invoice, commands: list[m.Command], now: int, out: Out) -> None:
         inv.waiting = tuple(sorted(inv.waiting, key=lambda w: w[0]))  # stable: order kept
 
 
+NOTICES = "notices"  # the signal (and held entry) that lets a subject's held notices go
 # Notices that ask for payment: a held one is dropped if nothing is due by the time it may go.
 _CHASING = frozenset(("notify.due_soon", "notify.reminder", "notify.overdue", "notify.late_fee",
                       "notify.charge_failed"))
 _DEADLINE_KEYS = ("due_at", "suspend_at", "delete_at", "request_cancel_at")
 
 
-def _release(inv: Invoice, until: int, now: int, out: Out) -> None:
+def _release(inv: Invoice, until: int, now: int, cause: str, out: Out) -> None:
     """Send the held notifications whose notice hours have opened by `until`, as of `now`:
     issued now, with what is due and the deadlines as they stand now (notices tell only what
     will happen). After the invoice's deletion they go nowhere (pursuit ended)."""
@@ -365,6 +369,9 @@ def _release(inv: Invoice, until: int, now: int, out: Out) -> None:
     fresh = inv.notice(now)
     for _, value in ready:
         ctype = value["type"]
+        if ctype == NOTICES:  # the subject's own notices go now, also a deletion's
+            _signal(inv, NOTICES, inv.level, now, cause, out)
+            continue
         if inv.level == DELETED or (ctype in _CHASING and (inv.due <= 0 or inv.cancelled)):
             continue
         if ctype == "notify.due_soon" and now >= inv.due_at:
@@ -411,6 +418,10 @@ def _status_command(inv: Invoice, now: int, cause: str, out: Out) -> None:
 def _signal(inv: Invoice, action: str, level: int, now: int, cause: str, out: Out) -> None:
     kind, sid = inv.subject
     inv.hold_version += 1
+    opens = now if inv.calendar is None or action == NOTICES else inv.calendar.notice_at(now)
+    if opens != now:  # wake the subject's held notices at the opening
+        inv.waiting = tuple(sorted((*(inv.waiting or ()), (opens, {"type": NOTICES})),
+                                   key=lambda w: w[0]))
     out.signals.append(
         Signal(
             kind,
@@ -424,6 +435,7 @@ def _signal(inv: Invoice, action: str, level: int, now: int, cause: str, out: Ou
             inv.notice(now),
             inv.audiences(),
             inv.request_id,
+            opens != now,
         )
     )
 
@@ -760,7 +772,7 @@ def advance(inv: Invoice, now: int, cause: str, out: Out, until: int | None = No
             return  # held notices too: no notice while paused
         _end_pause(inv, inv.pause_until, now, cause, out, reason="expired")
     if inv.waiting:
-        _release(inv, until, now, out)
+        _release(inv, until, now, cause, out)
     while inv.status != "cancelled" and inv.amount > inv.paid:
         best: tuple[int, int] | None = None
         if inv.actions and inv.actions[0][0] <= until:

@@ -31,7 +31,9 @@ from dunning.rules.subject import Subject
 from dunning.rules.times import DAY, format_time
 from dunning.streams.codec import decode
 
-SUBJECT_VERSION = SIGNAL_VERSION = 1
+# 2: the subject gains `waiting`, the signal `quiet` (v1.1 business calendar: notices held
+# for an invoice's notice hours).
+SUBJECT_VERSION = SIGNAL_VERSION = 2
 # 2: the invoice gains `explicit` and `parked` (contract v1.1: the threshold keeps explicit
 # dates and sets the others aside, to resume should the invoice owe more).
 # 3: and `paused_at`, `pause_until` (v1.1 operator controls: a pause and when it ends).
@@ -134,6 +136,13 @@ def _waiting_in(rows: Any) -> tuple[tuple[int, dict[str, Any]], ...] | None:
 
 
 _WAITING = (None, _waiting_in)
+
+
+def _notices_in(rows: Any) -> tuple[dict[str, Any], ...] | None:
+    return None if rows is None else tuple(_dict_in(v) for v in _need(rows, list, "notices"))
+
+
+_NOTICES = (None, _notices_in)
 
 
 # -- one layout: a class's slots in a fixed order -------------------------------------------
@@ -264,7 +273,8 @@ _SUBJECT = _Layout("subject", Subject, SUBJECT_VERSION, (
     ("epoch", None),
     ("holders", _OBJECT),
     ("versions", _OBJECT),
-))
+    ("waiting", _NOTICES),
+), migrations={1: (6, lambda row: [2, *row[1:], None])})  # v1: none held
 
 _SIGNAL = _Layout("signal", Signal, SIGNAL_VERSION, (
     ("subject_kind", None),
@@ -278,7 +288,8 @@ _SIGNAL = _Layout("signal", Signal, SIGNAL_VERSION, (
     ("notice", _OBJECT),
     ("audiences", _TUPLE),
     ("request_id", None),
-))
+    ("quiet", None),
+), migrations={1: (11, lambda row: [2, *row[1:], False])})  # v1: notices at once
 
 
 # -- public API -----------------------------------------------------------------------------

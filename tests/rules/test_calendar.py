@@ -261,6 +261,35 @@ def test_a_reaction_at_night_waits_too_but_charges_and_statuses_do_not() -> None
                           ("notify.charge_failed", "2027-03-03T07:00:00Z")]
 
 
+def test_a_suspension_at_night_on_an_enforcement_day_is_told_at_the_opening() -> None:
+    d = Driver(policy(delete_after_days="false"))
+    d.tick("2027-02-09T02:00:00Z")
+    d.issue(issued_at="2027-02-09T02:00:00Z", order_id="ord-1")  # suspension Fri 03-26 03:00
+    hourly(d, "2027-03-26T01:00:00Z", "2027-03-26T08:00:00Z")
+    assert enforcement(d) == [("service.suspend", "2027-03-26T02:00:00Z")]
+    suspended = d.of("notify.suspended")
+    assert [v["issued_at"] for v in suspended] == ["2027-03-26T07:00:00Z"]
+    # Paid at night: the order is restored at once, the customer told at the opening.
+    hourly(d, "2027-03-26T20:00:00Z", "2027-03-26T21:00:00Z")
+    d.pay()
+    assert [v["type"] for v in d.of("service.unsuspend")] == ["service.unsuspend"]
+    assert d.of("notify.unsuspended") == []
+    hourly(d, "2027-03-26T22:00:00Z", "2027-03-27T08:00:00Z")
+    unsuspended = d.of("notify.unsuspended")
+    assert [v["issued_at"] for v in unsuspended] == ["2027-03-27T07:00:00Z"]
+    assert "suspend_at" not in unsuspended[0] and unsuspended[0]["amount_due"] == "0.00"
+
+
+def test_a_deletion_at_night_is_still_told() -> None:
+    d = Driver(policy(suspend_after_days="false", delete_after_days=0))
+    d.tick("2027-02-24T02:00:00Z")
+    d.issue(issued_at="2027-02-24T02:00:00Z")  # due and deletion Fri 03-26 03:00 CET
+    hourly(d, "2027-03-26T01:00:00Z", "2027-03-26T08:00:00Z")
+    assert enforcement(d) == [("service.delete", "2027-03-26T02:00:00Z")]
+    assert [v["issued_at"] for v in d.of("notify.deleted")] == ["2027-03-26T07:00:00Z"]
+    assert d.of("notify.overdue") == []  # held, then dropped: deletion ended pursuit
+
+
 def test_held_notices_survive_the_state_codec() -> None:
     from dunning.tables.state import decode_invoice, encode_invoice
 
@@ -279,9 +308,6 @@ def test_held_notices_survive_the_state_codec() -> None:
 
 ZONES = ("Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe",
          "Pacific/Chatham", "UTC")
-# Sent by the subject with its service command, so at the enforcement's time (which the
-# calendar puts on an enforcement day), not held by the invoice's notice hours.
-SUBJECT_NOTICES = {"notify.limited", "notify.suspended", "notify.deleted", "notify.unsuspended"}
 ENFORCEMENT = {"service.limit", "service.suspend", "service.delete"}
 
 
@@ -352,5 +378,5 @@ def test_no_enforcement_off_enforcement_days_and_no_notice_outside_notice_hours(
         ctype, at = c.value["type"], t(c.value["issued_at"])
         if ctype in ENFORCEMENT:
             assert cal.enforces_on(cal.local(at).date()), (ctype, c.value["issued_at"])
-        elif ctype.startswith("notify.") and ctype not in SUBJECT_NOTICES:
+        elif ctype.startswith("notify."):
             assert cal.in_notice_hours(at), (ctype, c.value["issued_at"])

@@ -210,6 +210,7 @@ def held_subject() -> Subject:
     subj.level, subj.epoch = SUSPENDED, 2
     subj.holders = {"inv-2": SUSPENDED, "inv-1": LIMITED}
     subj.versions = {"inv-1": 3, "inv-2": 5, "inv-0": 2}
+    subj.waiting = ({"type": "notify.suspended", "invoice_id": "inv-2"},)
     return subj
 
 
@@ -282,10 +283,19 @@ def test_a_held_record_that_no_longer_decodes_is_named() -> None:
 def test_a_hand_made_signal_round_trips() -> None:
     for sig in (
         Signal("order", "o-1", "inv-1", 3, "hold", DELETED, 99, "ev-1",
-               {"invoice_id": "inv-1", "amount_due": "1.00"}, ("customer", "reseller"), "req-1"),
+               {"invoice_id": "inv-1", "amount_due": "1.00"}, ("customer", "reseller"), "req-1",
+               True),
         Signal("customer", "c-1", "inv-2", 1, "release", 0, 5, "tick-1"),
     ):
         round_trip(sig, encode_signal, decode_signal)
+
+
+def test_subjects_and_signals_of_version_1_are_migrated() -> None:
+    subj = decode_subject(orjson.dumps([1, "order", "o-1", 2, 1, {"inv-1": 2}, {"inv-1": 4}]))
+    assert (subj.level, subj.waiting, subj.holders) == (SUSPENDED, None, {"inv-1": 2})
+    sig = decode_signal(orjson.dumps([1, "order", "o-1", "inv-1", 3, "hold", 2, 99, "ev-1",
+                                      {}, ["customer"], None]))
+    assert (sig.quiet, sig.now, sig.audiences) == (False, 99, ("customer",))
 
 
 @contextmanager
@@ -383,7 +393,7 @@ def test_garbage_is_refused_naming_the_problem(kind: str, data: bytes, error: st
     (decode_invoice, b"[2]", "invoice state has 0 fields; version 2 has 38"),
     (decode_invoice, b"[3]", "invoice state has 0 fields; version 3 has 40"),
     (decode_subject, INVOICE_V1, "subject state has 36 fields"),
-    (decode_signal, SUBJECT, "signal state has 6 fields"),
+    (decode_signal, SUBJECT, "signal state has 7 fields"),
     (decode_held, SUBJECT, "held event 1 is not"),
     (decode_invoice, INVOICE.replace(b'"1234.500"', b'"12x"'), "field amount"),
     (decode_invoice, INVOICE.replace(b'"1234.500"', b"1234.5"), "field amount: expected a"),
