@@ -39,7 +39,10 @@ class Calendar:
     def enforce_at(self, at: int) -> int:
         """The time a limitation, suspension or deletion due at `at` takes effect: `at` on an
         enforcement day, else the start of the next one (its notice hours' start, when set)."""
-        day = self.local(at).date()
+        try:
+            day = self.local(at).date()
+        except (OverflowError, ValueError, OSError):
+            return at  # past what datetime can name (a date ten years after 9998)
         if self.enforces_on(day):
             return at
         # Every week holds an enforcement day, and each holiday can cost at most a week.
@@ -50,7 +53,7 @@ class Calendar:
                 return at  # past year 9999: nothing to move to
             if self.enforces_on(day):
                 start = self.notice_hours[0] if self.notice_hours else 0
-                return self._at(day, start)
+                return max(at, self._at(day, start))
         return at
 
     def notice_at(self, at: int) -> int:
@@ -59,7 +62,10 @@ class Calendar:
         if self.notice_hours is None:
             return at
         start, end = self.notice_hours
-        moment = self.local(at)
+        try:
+            moment = self.local(at)
+        except (OverflowError, ValueError, OSError):
+            return at
         minute = moment.hour * 60 + moment.minute
         if start <= minute < end:
             return at

@@ -380,3 +380,36 @@ def test_no_enforcement_off_enforcement_days_and_no_notice_outside_notice_hours(
             assert cal.enforces_on(cal.local(at).date()), (ctype, c.value["issued_at"])
         elif ctype.startswith("notify."):
             assert cal.in_notice_hours(at), (ctype, c.value["issued_at"])
+
+
+def test_times_past_what_a_calendar_can_name_do_not_move() -> None:
+    far = t("9998-12-31T23:00:00Z") + 3650 * 86_400  # a deletion ten years after 9998
+    assert OFFICE.enforce_at(far) == far and OFFICE.notice_at(far) == far
+    # Friday 9999-12-31 in Berlin, a holiday: there is no later day to move to.
+    last = int(datetime(9999, 12, 31, 12, tzinfo=BERLIN).timestamp())
+    closing = Calendar("Europe/Berlin", WEEKDAYS, frozenset({date(9999, 12, 31)}))
+    assert closing.enforce_at(last) == last
+
+
+def test_an_updated_date_on_a_weekend_moves_too() -> None:
+    d = Driver(policy())
+    d.tick("2027-02-10T10:00:00Z")
+    d.issue(issued_at="2027-02-10T10:00:00Z")
+    d.send({"type": "invoice.updated", "invoice_id": "inv-1",
+            "overrides": {"suspend_at": "2027-03-20T10:00:00Z"}})  # a Saturday
+    hourly(d, "2027-03-20T09:00:00Z", "2027-03-22T07:00:00Z")
+    assert enforcement(d) == [("service.suspend", "2027-03-22T07:00:00Z")]  # Monday 08:00 CET
+
+
+def test_no_held_notice_goes_while_paused() -> None:
+    d = Driver(policy(reminder_every_days=1, suspend_after_days="false",
+                      delete_after_days="false"))
+    d.tick("2027-03-01T22:00:00Z")
+    d.issue(issued_at="2027-03-01T22:00:00Z")
+    hourly(d, "2027-03-02T21:00:00Z", "2027-03-02T23:00:00Z")  # a reminder held
+    d.send({"type": "collection.paused", "invoice_id": "inv-1", "reason": "dispute"})
+    hourly(d, "2027-03-03T00:00:00Z", "2027-03-03T12:00:00Z")
+    assert d.of("notify.reminder") == []
+    d.send({"type": "collection.resumed", "invoice_id": "inv-1"})  # 13:00 CET: in hours
+    hourly(d, "2027-03-03T12:00:00Z", "2027-03-03T13:00:00Z")
+    assert [v["issued_at"] for v in d.of("notify.reminder")] == ["2027-03-03T12:00:00Z"]
