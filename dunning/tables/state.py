@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from dunning.rules import model as m
-from dunning.rules.calendar import Calendar
+from dunning.rules.calendar import WEEKDAYS, Calendar
 from dunning.rules.engine import Held
 from dunning.rules.invoice import CHARGE, REMINDER, Invoice, Signal
 from dunning.rules.money import ZERO, fmt
@@ -423,6 +423,27 @@ def invoice_view(inv: Invoice) -> dict[str, Any]:
         "next_action": scheduled[0] if scheduled and inv.next_at() is not None else None,
         "scheduled": scheduled,
         **_collection_terms(inv),
+        **_calendar_view(inv),
+    }
+
+
+def _calendar_view(inv: Invoice) -> dict[str, Any]:
+    """Only for an invoice under a business calendar (v1.1): the calendar, and the notices
+    held for its notice hours."""
+    cal = inv.calendar
+    if cal is None:
+        return {}
+    hours = cal.notice_hours
+    return {
+        "calendar": {
+            "time_zone": cal.time_zone,
+            "enforce_on": [WEEKDAYS[d] for d in sorted(cal.enforce_on)],
+            "holidays": sorted(d.isoformat() for d in cal.holidays),
+            "notice_hours": None if hours is None else
+            [f"{m // 60:02d}:{m % 60:02d}" for m in hours],
+        },
+        "notices_waiting": [{"type": value["type"], "at": format_time(at)}
+                            for at, value in inv.waiting or ()],
     }
 
 

@@ -413,3 +413,22 @@ def test_no_held_notice_goes_while_paused() -> None:
     d.send({"type": "collection.resumed", "invoice_id": "inv-1"})  # 13:00 CET: in hours
     hourly(d, "2027-03-03T12:00:00Z", "2027-03-03T13:00:00Z")
     assert [v["issued_at"] for v in d.of("notify.reminder")] == ["2027-03-03T12:00:00Z"]
+
+
+def test_the_invoice_view_shows_its_calendar_and_the_notices_waiting() -> None:
+    from dunning.tables.state import invoice_view
+
+    d = Driver(policy(reminder_every_days=1, suspend_after_days="false",
+                      delete_after_days="false"))
+    d.tick("2027-03-01T22:00:00Z")
+    d.issue(issued_at="2027-03-01T22:00:00Z")
+    hourly(d, "2027-03-02T21:00:00Z", "2027-03-02T23:00:00Z")
+    view = invoice_view(d.invoice())
+    assert view["calendar"] == {"time_zone": "Europe/Berlin",
+                                "enforce_on": ["mon", "tue", "wed", "thu", "fri"],
+                                "holidays": ["2027-12-24", "2027-12-25", "2027-12-26"],
+                                "notice_hours": ["08:00", "20:00"]}
+    assert view["notices_waiting"] == [{"type": "notify.reminder", "at": "2027-03-03T07:00:00Z"}]
+    plain = Driver(policy(""))
+    plain.issue(issued_at="2027-03-01T22:00:00Z")
+    assert "calendar" not in invoice_view(plain.invoice())
