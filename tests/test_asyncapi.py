@@ -9,7 +9,7 @@ import re
 import orjson
 import pytest
 
-from dunning.config.policy import KEYS, parse_policy
+from dunning.config.policy import CALENDAR_KEYS, KEYS, parse_policy
 from dunning.rules import model as m
 from dunning.streams import topics
 from dunning.streams.codec import decode
@@ -94,3 +94,12 @@ def test_the_production_server_is_the_compose_listener_with_its_security():
     worker = compose["services"]["worker-1"]["environment"]
     assert worker["DUNNING_BROKER_SASL_MECHANISM"] == "SCRAM-SHA-512" in MECHANISMS
     assert production["url"] == worker["DUNNING_BROKER"].removeprefix("kafka://").split(";")[0]
+
+
+def test_the_policy_calendar_schema_names_every_calendar_key_and_its_example_loads():
+    calendar = DOC["components"]["schemas"]["policyCalendar"]
+    assert set(calendar["properties"]) == set(CALENDAR_KEYS)
+    for example in calendar["examples"]:
+        cal = parse_policy("[calendar]\n" + "".join(f"{k} = {_toml(v)}\n"
+                                                    for k, v in example.items())).terms().calendar
+        assert cal is not None and cal.time_zone == example["time_zone"]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, fields
+from datetime import date
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from dunning.rules.calendar import ALL_DAYS, WEEKDAYS, Calendar, zone
 from dunning.rules.money import ZERO, is_currency, parse_amount, quantize
 
 AutoCharge = Literal["off", "on_issue", "on_due"]
@@ -46,6 +48,7 @@ class Terms:
     delete_after_days: int | None = None
     request_cancel_after_days: int | None = None
     notify_reseller: bool = False
+    calendar: Calendar | None = None  # v1.1 business calendar; None: any day, any hour
 
     def late_fee_in(self, currency: str) -> Decimal | None:
         """The fixed late fee for an invoice in `currency`; None: no fixed fee."""
@@ -85,7 +88,7 @@ _NO_OFF = {
     "late_fee_after_days": "give the days after due (0 = at once); turn the fee off with "
                            "late_fee = false",
 }
-KEYS = tuple(f.name for f in fields(Terms))
+KEYS = tuple(f.name for f in fields(Terms) if f.name != "calendar")
 DEBIT_NOTE_KEYS = ("terms_days", "reminder_every_days", "notify_reseller")
 KINDS = ("regular", "out_of_turn")
 _FEE = ("late_fee", "late_fee_percent")
@@ -197,6 +200,104 @@ _PARSERS: dict[str, Any] = {
 }
 
 
+# -- the business calendar (v1.1): [calendar] and [class.NAME.calendar] ----------------------
+
+CALENDAR_KEYS = ("time_zone", "enforce_on", "holidays", "notice_hours")
+
+
+def _time_zone(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"must be an IANA time zone name such as \"Europe/Berlin\", "
+                         f"got {value!r}")
+    try:
+        zone(value)
+    except (KeyError, ValueError, OSError):  # not found, a path, a directory ("Europe")
+        raise ValueError(f"unknown time zone {value!r}; give an IANA name such as "
+                         f"\"Europe/Berlin\"") from None
+    return value
+
+
+def _enforce_on(value: Any) -> frozenset[int]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"must be a non-empty list of days such as [\"mon\", \"tue\"], "
+                         f"got {value!r}")
+    days: list[int] = []
+    for name in value:
+        if name not in WEEKDAYS:
+            raise ValueError(f"{name!r} is not a day; days are {', '.join(WEEKDAYS)}")
+        if WEEKDAYS.index(name) in days:
+            raise ValueError(f"lists {name!r} twice")
+        days.append(WEEKDAYS.index(name))
+    return frozenset(days)
+
+
+def _holidays(value: Any) -> frozenset[date]:
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of dates such as [\"2027-12-24\"], got {value!r}")
+    days: set[date] = set()
+    for entry in value:
+        day = entry if type(entry) is date else None  # a bare TOML date is fine too
+        if isinstance(entry, str):
+            try:
+                day = date.fromisoformat(entry) if len(entry) == 10 else None
+            except ValueError:
+                day = None
+        if day is None:
+            raise ValueError(f"{entry!r} is not a date written YYYY-MM-DD")
+        if day in days:
+            raise ValueError(f"lists {day.isoformat()} twice")
+        days.add(day)
+    return frozenset(days)
+
+
+def _clock_time(text: Any, allow_end: bool) -> int:
+    """\"HH:MM\" as minutes after midnight; \"24:00\" (end of day) only as an end."""
+    ok = isinstance(text, str) and len(text) == 5 and text[2] == ":" \
+        and text[:2].isascii() and text[:2].isdigit() and text[3:].isdigit() \
+        and text[3:].isascii()
+    if ok:
+        hours, minutes = int(text[:2]), int(text[3:])
+        if minutes < 60 and (hours < 24 or (allow_end and hours == 24 and minutes == 0)):
+            return hours * 60 + minutes
+    raise ValueError(f"{text!r} is not a local time written HH:MM (00:00 to 23:59"
+                     f"{', or 24:00 as the end' if allow_end else ''})")
+
+
+def _notice_hours(value: Any) -> tuple[int, int] | None:
+    if value is False:
+        return None
+    if not isinstance(value, list) or len(value) != 2:
+        raise ValueError(f"must be a window of two local times such as [\"08:00\", \"20:00\"], "
+                         f"or false, got {value!r}")
+    start, end = _clock_time(value[0], False), _clock_time(value[1], True)
+    if start >= end:
+        raise ValueError(f"the window must end after it starts on the same day, got "
+                         f"{value[0]!r} to {value[1]!r}")
+    return (start, end)
+
+
+_CALENDAR_PARSERS: dict[str, Any] = {
+    "time_zone": _time_zone,
+    "enforce_on": _enforce_on,
+    "holidays": _holidays,
+    "notice_hours": _notice_hours,
+}
+
+
+def _calendar_layer(source: str, section: str, value: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, raw in _table(source, section, value).items():
+        where = f"[{section}] {key}"
+        if key not in CALENDAR_KEYS:
+            raise PolicyError(source, where, f"unknown key; a calendar takes "
+                              f"{', '.join(CALENDAR_KEYS)}")
+        try:
+            values[key] = _CALENDAR_PARSERS[key](raw)
+        except ValueError as exc:
+            raise PolicyError(source, where, str(exc)) from None
+    return values
+
+
 # A layer's address: ("defaults",), ("debit_note",), ("class", NAME), ("class", NAME, KIND) or
 # ("product", NAME). Tuples, not dotted strings, so a quoted name holding a dot (class "x.regular")
 # cannot land on another class's layer.
@@ -206,9 +307,12 @@ LayerKey = tuple[str, ...]
 class Policy:
     """A validated policy file. `terms()` resolves (and caches) the layers for an invoice."""
 
-    def __init__(self, source: str, layers: dict[LayerKey, dict[str, Any]]) -> None:
+    def __init__(self, source: str, layers: dict[LayerKey, dict[str, Any]],
+                 calendars: dict[LayerKey, dict[str, Any]] | None = None) -> None:
         self.source = source
         self.layers = layers  # layer address -> its validated values
+        # ("calendar",) and ("class", NAME) -> validated [calendar] keys (v1.1)
+        self.calendars = calendars or {}
         self._cache: dict[tuple[str, str | None, str, str | None], Terms] = {}
 
     @property
@@ -254,7 +358,24 @@ class Policy:
                 values.pop("late_fee", None)
                 values.pop("late_fee_percent", None)
             values.update(layer)
-        return Terms(**values)
+        return Terms(**values, calendar=self._calendar(
+            None if document == "debit_note" else customer_class))
+
+    def _calendar(self, customer_class: str | None) -> Calendar | None:
+        """[calendar], with a class's [class.NAME.calendar] keys over it; None if neither."""
+        found = [self.calendars.get(("calendar",))]
+        if customer_class is not None:
+            found.append(self.calendars.get(("class", customer_class)))
+        values: dict[str, Any] = {}
+        for layer in found:
+            if layer is not None:
+                values.update(layer)
+        if not any(layer is not None for layer in found):
+            return None
+        return Calendar(time_zone=values.get("time_zone", "UTC"),
+                        enforce_on=values.get("enforce_on", ALL_DAYS),
+                        holidays=values.get("holidays", frozenset()),
+                        notice_hours=values.get("notice_hours"))
 
 
 def _section_keys(section: str) -> tuple[str, ...]:
@@ -300,13 +421,19 @@ def parse_policy(text: str, source: str = "policy") -> Policy:
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(source, "(file)", f"not valid TOML: {exc}") from None
     layers: dict[LayerKey, dict[str, Any]] = {}
+    calendars: dict[LayerKey, dict[str, Any]] = {}
     for name, value in doc.items():
-        if name in ("defaults", "debit_note"):
+        if name == "calendar":
+            calendars[(name,)] = _calendar_layer(source, name, value)
+        elif name in ("defaults", "debit_note"):
             layers[(name,)] = _layer(source, name, _table(source, name, value))
         elif name in ("class", "product"):
             for sub, table in _table(source, name, value).items():
                 section = f"{name}.{sub}"
                 table = dict(_table(source, section, table))
+                if name == "class" and "calendar" in table:
+                    calendars[(name, sub)] = _calendar_layer(
+                        source, f"{section}.calendar", table.pop("calendar"))
                 if name == "class":
                     # A table under a key (late_fee = { USD = "5.00" }) is a value, not a kind.
                     kinds = [k for k, v in table.items()
@@ -314,7 +441,8 @@ def parse_policy(text: str, source: str = "policy") -> Policy:
                     for kind in kinds:
                         if kind not in KINDS:
                             raise PolicyError(source, f"[{section}.{kind}]", "a class has only "
-                                              "the sub-tables regular and out_of_turn")
+                                              "the sub-tables regular and out_of_turn (and "
+                                              "calendar)")
                         kind_section = f"{section}.{kind}"
                         layers[(name, sub, kind)] = _layer(
                             source, kind_section, _table(source, kind_section, table.pop(kind)))
@@ -326,8 +454,9 @@ def parse_policy(text: str, source: str = "policy") -> Policy:
         else:
             raise PolicyError(source, f"[{name}]", "unknown section; sections are [defaults], "
                               "[debit_note], [class.NAME], [class.NAME.regular], "
-                              "[class.NAME.out_of_turn] and [product.NAME]")
-    return Policy(source, layers)
+                              "[class.NAME.out_of_turn], [product.NAME], [calendar] and "
+                              "[class.NAME.calendar]")
+    return Policy(source, layers, calendars)
 
 
 def load_policy(path: str | Path) -> Policy:

@@ -51,7 +51,7 @@ class _Reject(Exception):
 INVOICE_STATE = Copier(Invoice, ("actions", "payments", "seen", "parked"), fixed=(
     "invoice_id", "customer_id", "currency", "issued_at", "issued_by", "order_id",
     "reseller_id", "request_id", "debit", "notify_reseller", "threshold", "fee_fixed",
-    "fee_percent", "charge_retry"))
+    "fee_percent", "charge_retry", "calendar"))
 
 
 def internal_error(source: m.Source | None, exc: BaseException, what: str = "") -> m.DeadLetter:

@@ -16,6 +16,7 @@ from typing import Any
 
 from dunning.config.policy import Terms
 from dunning.rules import model as m
+from dunning.rules.calendar import Calendar
 from dunning.rules.ids import command_id
 from dunning.rules.money import EXPONENTS, ZERO, fmt, quantize
 from dunning.rules.times import DAY, format_time
@@ -29,6 +30,7 @@ REQUEST_CANCEL, CHARGE, DUE_SOON, REMINDER, OVERDUE, LATE_FEE, LIMIT, SUSPEND, D
 # invoice owes past due_at).
 OVERDUE_NOTICE, RESTAGE = "overdue_notice", "restage"
 STAGE = frozenset(("late_fee", "limit", "suspend", "delete"))
+ENFORCEMENT = frozenset(("limit", "suspend", "delete"))  # what the calendar moves (v1.1)
 _SET_ASIDE = STAGE | {OVERDUE_NOTICE}  # what the threshold sets aside, unless explicit
 _STARTS = frozenset(("overdue", RESTAGE))
 
@@ -51,6 +53,9 @@ class Signal:
     notice: dict[str, Any] = field(default_factory=dict)  # notification fields, sans audience
     audiences: tuple[str, ...] = ("customer",)
     request_id: str | None = None
+    # Outside the invoice's notice hours (v1.1 calendar): the subject holds the notices this
+    # signal causes until the invoice's "notices" signal at the next opening.
+    quiet: bool = False
 
     @property
     def subject_key(self) -> str:
@@ -75,6 +80,7 @@ class Invoice:
     __slots__ = (
         "actions",
         "amount",
+        "calendar",
         "charge_at",
         "charge_next",
         "charge_retry",
@@ -114,6 +120,7 @@ class Invoice:
         "status_seq",
         "suspend_at",
         "threshold",
+        "waiting",
     )
 
     def __init__(self) -> None:
@@ -164,6 +171,11 @@ class Invoice:
         self.paused_at: int | None = None
         self.pause_until: int | None = None
         self.pause_reason: str | None = None  # the operator's (promise_to_pay, dispute...)
+        # The business calendar (v1.1) its enforcement lands by; None: any day.
+        self.calendar: Calendar | None = None
+        # Notifications held for notice hours (v1.1): (when they may go, the record's value),
+        # in the order they were decided; replaced whole, never changed in place.
+        self.waiting: tuple[tuple[int, dict[str, Any]], ...] | None = None
 
     # -- derived -------------------------------------------------------------------------
 
@@ -200,12 +212,13 @@ class Invoice:
 
     def next_at(self) -> int | None:
         """When this invoice next needs a tick; None while nothing can happen by time alone."""
-        if self.status == "cancelled" or self.amount - self.paid <= 0:
-            return None
+        held = self.waiting[0][0] if self.waiting else None
         if self.paused_at is not None:
             return self.pause_until  # nothing time-driven fires before the pause ends
+        if self.status == "cancelled" or self.amount - self.paid <= 0:
+            return held  # its last notices may still wait for notice hours
         best = self.actions[0][0] if self.actions else None
-        for t in (self.next_reminder, self.charge_at):
+        for t in (self.next_reminder, self.charge_at, held):
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -233,6 +246,8 @@ class Invoice:
             elif name in _DEADLINES:
                 if small and name != "request_cancel" and name not in self.explicit:
                     continue
+                if name in ENFORCEMENT:  # notices announce the moved times (v1.1)
+                    at = self.enforce_at(at)
                 if at >= now:
                     out[_DEADLINES[name]] = format_time(at)
                 if name != "suspend":  # a deletion or request cancellation ends what follows
@@ -240,6 +255,10 @@ class Invoice:
                         out.pop("due_at", None)
                     break
         return out
+
+    def enforce_at(self, at: int) -> int:
+        """When a limitation, suspension or deletion due at `at` lands (v1.1 calendar)."""
+        return at if self.calendar is None else self.calendar.enforce_at(at)
 
     def zero(self) -> str:
         return fmt(ZERO, self.currency)
@@ -311,9 +330,58 @@ def notifications(
 
 
 def _notify(inv: Invoice, ctype: str, key: object, now: int, cause: str, out: Out) -> None:
-    out.commands += notifications(
+    _tell(inv, notifications(
         inv.invoice_id, ctype, key, now, cause, inv.notice(now), inv.audiences()
-    )
+    ), now, out)
+
+
+def _tell(inv: Invoice, commands: list[m.Command], now: int, out: Out) -> None:
+    """Send the invoice's notifications now, or hold them for the next opening of its notice
+    hours (v1.1 calendar)."""
+    cal = inv.calendar
+    opens = now if cal is None else cal.notice_at(now)
+    if opens == now:
+        out.commands += commands
+    else:
+        inv.waiting = (*(inv.waiting or ()), *((opens, c.value) for c in commands))
+        inv.waiting = tuple(sorted(inv.waiting, key=lambda w: w[0]))  # stable: order kept
+
+
+NOTICES = "notices"  # the signal (and held entry) that lets a subject's held notices go
+# Notices that ask for payment: a held one is dropped if nothing is due by the time it may go.
+_CHASING = frozenset(("notify.due_soon", "notify.reminder", "notify.overdue", "notify.late_fee",
+                      "notify.charge_failed"))
+_DEADLINE_KEYS = ("due_at", "suspend_at", "delete_at", "request_cancel_at")
+
+
+def _release(inv: Invoice, until: int, now: int, cause: str, out: Out) -> None:
+    """Send the held notifications whose notice hours have opened by `until`, as of `now`:
+    issued now, with what is due and the deadlines as they stand now (notices tell only what
+    will happen). After the invoice's deletion they go nowhere (pursuit ended)."""
+    assert inv.waiting
+    ready = [w for w in inv.waiting if w[0] <= until]
+    if not ready:
+        return
+    opens = now if inv.calendar is None else inv.calendar.notice_at(now)
+    if opens != now:  # the tick comes after the window closed again: the next opening
+        inv.waiting = tuple(sorted((((opens if at <= until else at), value)
+                                    for at, value in inv.waiting), key=lambda w: w[0]))
+        return
+    inv.waiting = tuple(w for w in inv.waiting if w[0] > until) or None
+    fresh = inv.notice(now)
+    for _, value in ready:
+        ctype = value["type"]
+        if ctype == NOTICES:  # the subject's own notices go now, also a deletion's
+            _signal(inv, NOTICES, inv.level, now, cause, out)
+            continue
+        if inv.level == DELETED or (ctype in _CHASING and (inv.due <= 0 or inv.cancelled)):
+            continue
+        if ctype == "notify.due_soon" and now >= inv.due_at:
+            continue  # due-soon is before due (v1.1)
+        sent = {k: v for k, v in value.items() if k not in _DEADLINE_KEYS}
+        sent.update(fresh)
+        sent["issued_at"] = format_time(now)
+        out.commands.append(m.Command(NOTIFICATIONS, inv.invoice_id, sent))
 
 
 _DEADLINES = {"suspend": "suspend_at", "delete": "delete_at", "request_cancel": "request_cancel_at"}
@@ -352,6 +420,10 @@ def _status_command(inv: Invoice, now: int, cause: str, out: Out) -> None:
 def _signal(inv: Invoice, action: str, level: int, now: int, cause: str, out: Out) -> None:
     kind, sid = inv.subject
     inv.hold_version += 1
+    opens = now if inv.calendar is None or action == NOTICES else inv.calendar.notice_at(now)
+    if opens != now:  # wake the subject's held notices at the opening
+        inv.waiting = tuple(sorted((*(inv.waiting or ()), (opens, {"type": NOTICES})),
+                                   key=lambda w: w[0]))
     out.signals.append(
         Signal(
             kind,
@@ -365,6 +437,7 @@ def _signal(inv: Invoice, action: str, level: int, now: int, cause: str, out: Ou
             inv.notice(now),
             inv.audiences(),
             inv.request_id,
+            opens != now,
         )
     )
 
@@ -430,6 +503,7 @@ def issue(
     inv.pending_request = event.request_status == "pending"
     inv.notify_reseller = terms.notify_reseller
     inv.issued_by = event.event_id
+    inv.calendar = terms.calendar
     ov = event.overrides
 
     if event.origin == "system":
@@ -495,8 +569,8 @@ def _end_pause(inv: Invoice, end: int, now: int, cause: str, out: Out, reason: s
     if reason:
         notice = inv.notice(now)
         notice["reason"] = reason
-        out.commands += notifications(inv.invoice_id, "notify.collection_resumed", began, now,
-                                      cause, notice, inv.audiences())
+        _tell(inv, notifications(inv.invoice_id, "notify.collection_resumed", began, now,
+                                 cause, notice, inv.audiences()), now, out)
 
 
 def _start_collection(inv: Invoice, at: int) -> None:
@@ -697,8 +771,10 @@ def advance(inv: Invoice, now: int, cause: str, out: Out, until: int | None = No
     until = now if until is None else until
     if inv.paused_at is not None:
         if inv.pause_until is None or inv.pause_until > until:
-            return
+            return  # held notices too: no notice while paused
         _end_pause(inv, inv.pause_until, now, cause, out, reason="expired")
+    if inv.waiting:
+        _release(inv, until, now, cause, out)
     while inv.status != "cancelled" and inv.amount > inv.paid:
         best: tuple[int, int] | None = None
         if inv.actions and inv.actions[0][0] <= until:
@@ -711,6 +787,8 @@ def advance(inv: Invoice, now: int, cause: str, out: Out, until: int | None = No
             best = (at, REMINDER)
         if best is None:
             break
+        if best[1] in _MOVES and inv.calendar is not None and _moved(inv, now):
+            continue  # off an enforcement day: it now waits for the next one
         if best[1] == CHARGE:
             inv.charge_at = None
             _charge(inv, now, cause, out)
@@ -719,6 +797,32 @@ def advance(inv: Invoice, now: int, cause: str, out: Out, until: int | None = No
         else:
             _fire(inv, inv.actions.pop(0)[2], now, cause, out)
     _emit_status(inv, now, cause, out, at=until)
+
+
+_MOVES = frozenset((LIMIT, SUSPEND, DELETE))
+
+
+def _moved(inv: Invoice, now: int) -> bool:
+    """Move the first action, an enforcement, off a day the calendar does not enforce on.
+
+    It lands at the start of the next enforcement day after its own time; and since it fires
+    at the tick that reaches it, that tick's local day must be one too (after a gap in the
+    ticks, a Saturday tick waits for Monday). Moving it when it comes due, rather than where
+    each date is set (issue, update, pause, restore), keeps one place that knows the calendar;
+    `deadlines` announces the same time.
+    """
+    at, prio, name = inv.actions[0]
+    target = inv.enforce_at(at)
+    if target <= now:
+        later = inv.enforce_at(now)
+        if later != now:
+            target = later
+    if target == at:
+        return False
+    inv.actions.pop(0)
+    _schedule(inv, target, prio, name)
+    setattr(inv, f"{name}_at", target)
+    return True
 
 
 def _charge(inv: Invoice, now: int, cause: str, out: Out) -> None:
@@ -830,8 +934,8 @@ def _late_fee(inv: Invoice, now: int, cause: str, out: Out) -> None:
     if not inv.pending_request:
         notice = inv.notice(now)
         notice["late_fee"] = fmt(fee, inv.currency)
-        out.commands += notifications(inv.invoice_id, "notify.late_fee", "", now, cause, notice,
-                                      inv.audiences())
+        _tell(inv, notifications(inv.invoice_id, "notify.late_fee", "", now, cause, notice,
+                                 inv.audiences()), now, out)
 
 
 def _hold(inv: Invoice, level: int, now: int, cause: str, out: Out) -> None:

@@ -12,10 +12,18 @@ from typing import Any
 
 from dunning.rules import model as m
 from dunning.rules.ids import command_id
-from dunning.rules.invoice import DELETED, LIMITED, NONE, SUSPENDED, Signal, notifications
+from dunning.rules.invoice import (
+    DELETED,
+    LIMITED,
+    NONE,
+    NOTICES,
+    SUSPENDED,
+    Signal,
+    notifications,
+)
 from dunning.rules.times import format_time
 from dunning.rules.undo import Copier
-from dunning.streams.topics import PROVISIONING
+from dunning.streams.topics import NOTIFICATIONS, PROVISIONING
 
 _ACTIONS = {
     LIMITED: ("service.limit", "notify.limited"),
@@ -26,7 +34,7 @@ _HOLDS = frozenset(service for service, _ in _ACTIONS.values())
 
 
 class Subject:
-    __slots__ = ("epoch", "holders", "id", "key", "kind", "level", "versions")
+    __slots__ = ("epoch", "holders", "id", "key", "kind", "level", "versions", "waiting")
 
     def __init__(self, kind: str, sid: str) -> None:
         self.kind = kind
@@ -36,6 +44,8 @@ class Subject:
         self.epoch = 0  # one per hold-and-restore cycle, so each cycle's commands differ
         self.holders: dict[str, int] = {}  # invoice_id -> the level it holds
         self.versions: dict[str, int] = {}  # invoice_id -> last signal version applied
+        # Notifications held for an invoice's notice hours (v1.1), replaced whole.
+        self.waiting: tuple[dict[str, Any], ...] | None = None
 
 
 def _provision(subj: Subject, ctype: str, key: object, sig: Signal, **fields: Any) -> m.Command:
@@ -57,6 +67,8 @@ def apply_signal(subj: Subject, sig: Signal) -> tuple[str, list[m.Command]]:
     if sig.version <= subj.versions.get(sig.invoice_id, 0):
         return m.DUPLICATE, []  # redelivered after a crash or rebalance
     subj.versions[sig.invoice_id] = sig.version
+    if sig.action == NOTICES:
+        return m.APPLIED, _let_go(subj, sig)
     if subj.level == DELETED:
         subj.holders.pop(sig.invoice_id, None)
         return m.IGNORED, []  # deletion is irreversible: nothing follows it
@@ -84,9 +96,32 @@ def apply_signal(subj: Subject, sig: Signal) -> tuple[str, list[m.Command]]:
 
 
 def _notices(subj: Subject, ctype: str, sig: Signal) -> list[m.Command]:
-    return notifications(
+    commands = notifications(
         subj.key, ctype, subj.epoch, sig.now, sig.cause, sig.notice, sig.audiences
     )
+    if not sig.quiet:
+        return commands
+    subj.waiting = (*(subj.waiting or ()), *(c.value for c in commands))
+    return []
+
+
+_DEADLINE_KEYS = ("amount_due", "due_at", "suspend_at", "delete_at", "request_cancel_at")
+
+
+def _let_go(subj: Subject, sig: Signal) -> list[m.Command]:
+    """The held notices of the invoice that signals, now its notice hours are open: issued
+    now, with that invoice's amount due and deadlines as they stand now."""
+    if not subj.waiting:
+        return []
+    mine = [v for v in subj.waiting if v["invoice_id"] == sig.invoice_id]
+    subj.waiting = tuple(v for v in subj.waiting if v["invoice_id"] != sig.invoice_id) or None
+    commands = []
+    for value in mine:
+        sent = {k: v for k, v in value.items() if k not in _DEADLINE_KEYS}
+        sent.update({k: v for k, v in sig.notice.items() if k in _DEADLINE_KEYS})
+        sent["issued_at"] = format_time(sig.now)
+        commands.append(m.Command(NOTIFICATIONS, value["invoice_id"], sent))
+    return commands
 
 
 SUBJECT_STATE = Copier(Subject, ("holders", "versions"))

@@ -15,6 +15,7 @@ trusted, as these bytes are only ever written by `encode_*`.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from datetime import date
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import orjson
 
 from dunning.rules import model as m
+from dunning.rules.calendar import WEEKDAYS, Calendar
 from dunning.rules.engine import Held
 from dunning.rules.invoice import CHARGE, REMINDER, Invoice, Signal
 from dunning.rules.money import ZERO, fmt
@@ -29,12 +31,15 @@ from dunning.rules.subject import Subject
 from dunning.rules.times import DAY, format_time
 from dunning.streams.codec import decode
 
-SUBJECT_VERSION = SIGNAL_VERSION = 1
+# 2: the subject gains `waiting`, the signal `quiet` (v1.1 business calendar: notices held
+# for an invoice's notice hours).
+SUBJECT_VERSION = SIGNAL_VERSION = 2
 # 2: the invoice gains `explicit` and `parked` (contract v1.1: the threshold keeps explicit
 # dates and sets the others aside, to resume should the invoice owe more).
-# 3: and `paused_at`, `pause_until`, `pause_reason` (v1.1 operator controls: a pause, when
-# it ends, why).
-INVOICE_VERSION = 3
+# 3: and `paused_at`, `pause_until` (v1.1 operator controls: a pause and when it ends).
+# 4: and `calendar`, `waiting` (v1.1 business calendar: where its enforcement lands, and the
+# notifications held for notice hours), `pause_reason` (why the operator paused it).
+INVOICE_VERSION = 4
 # Held v2 keeps each record's headers (v1 rows, without them, still decode).
 HELD_VERSION = 2
 
@@ -102,6 +107,42 @@ _OPT_ACTIONS = (None, _opt_actions_in)
 _TUPLE = (None, _tuple_in)
 _SEEN = (_seen_out, _seen_in)
 _OBJECT = (None, _dict_in)
+
+
+def _calendar_out(cal: Calendar | None) -> list[Any] | None:
+    if cal is None:
+        return None
+    return [cal.time_zone, sorted(cal.enforce_on), sorted(d.isoformat() for d in cal.holidays),
+            None if cal.notice_hours is None else list(cal.notice_hours)]
+
+
+def _calendar_in(row: Any) -> Calendar | None:
+    if row is None:
+        return None
+    zone, days, holidays, hours = _need(row, list, "a calendar")
+    return Calendar(_need(zone, str, "a time zone"), frozenset(_need(days, list, "days")),
+                    frozenset(date.fromisoformat(d) for d in _need(holidays, list, "holidays")),
+                    None if hours is None else tuple(_need(hours, list, "notice hours")))
+
+
+_CALENDAR = (_calendar_out, _calendar_in)
+
+
+def _waiting_in(rows: Any) -> tuple[tuple[int, dict[str, Any]], ...] | None:
+    if rows is None:
+        return None
+    return tuple((_need(at, int, "a time"), _dict_in(value))
+                 for at, value in _need(rows, list, "held notices"))
+
+
+_WAITING = (None, _waiting_in)
+
+
+def _notices_in(rows: Any) -> tuple[dict[str, Any], ...] | None:
+    return None if rows is None else tuple(_dict_in(v) for v in _need(rows, list, "notices"))
+
+
+_NOTICES = (None, _notices_in)
 
 
 # -- one layout: a class's slots in a fixed order -------------------------------------------
@@ -212,13 +253,18 @@ _INVOICE = _Layout("invoice", Invoice, INVOICE_VERSION, (
     ("parked", _OPT_ACTIONS),
     ("paused_at", None),
     ("pause_until", None),
+    ("calendar", _CALENDAR),
+    ("waiting", _WAITING),
     ("pause_reason", None),
 ), migrations={
     # Version 1 did not record which dates were explicit (taken as the policy's) and dropped
     # what the threshold skipped (nothing set aside).
     1: (36, lambda row: [2, *row[1:], [], None]),
     # Version 2 knew no pauses (v1.1 operator controls): not paused.
-    2: (38, lambda row: [3, *row[1:], None, None, None]),
+    2: (38, lambda row: [3, *row[1:], None, None]),
+    # Version 3 knew no business calendar (enforcement on any day, no notice held) and
+    # kept no pause's reason.
+    3: (40, lambda row: [4, *row[1:], None, None, None]),
 })
 
 # `key` is not stored: Subject derives it from kind and id.
@@ -229,7 +275,8 @@ _SUBJECT = _Layout("subject", Subject, SUBJECT_VERSION, (
     ("epoch", None),
     ("holders", _OBJECT),
     ("versions", _OBJECT),
-))
+    ("waiting", _NOTICES),
+), migrations={1: (6, lambda row: [2, *row[1:], None])})  # v1: none held
 
 _SIGNAL = _Layout("signal", Signal, SIGNAL_VERSION, (
     ("subject_kind", None),
@@ -243,7 +290,8 @@ _SIGNAL = _Layout("signal", Signal, SIGNAL_VERSION, (
     ("notice", _OBJECT),
     ("audiences", _TUPLE),
     ("request_id", None),
-))
+    ("quiet", None),
+), migrations={1: (11, lambda row: [2, *row[1:], False])})  # v1: notices at once
 
 
 # -- public API -----------------------------------------------------------------------------
@@ -381,6 +429,27 @@ def invoice_view(inv: Invoice) -> dict[str, Any]:
             "reason": inv.pause_reason, "since": format_time(inv.paused_at),
             "until": _time(inv.pause_until)},
         **_collection_terms(inv),
+        **_calendar_view(inv),
+    }
+
+
+def _calendar_view(inv: Invoice) -> dict[str, Any]:
+    """Only for an invoice under a business calendar (v1.1): the calendar, and the notices
+    held for its notice hours."""
+    cal = inv.calendar
+    if cal is None:
+        return {}
+    hours = cal.notice_hours
+    return {
+        "calendar": {
+            "time_zone": cal.time_zone,
+            "enforce_on": [WEEKDAYS[d] for d in sorted(cal.enforce_on)],
+            "holidays": sorted(d.isoformat() for d in cal.holidays),
+            "notice_hours": None if hours is None else
+            [f"{m // 60:02d}:{m % 60:02d}" for m in hours],
+        },
+        "notices_waiting": [{"type": value["type"], "at": format_time(at)}
+                            for at, value in inv.waiting or ()],
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date
 from decimal import Decimal
 from typing import Any
 from unittest import mock
@@ -20,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 
 from dunning.rules import engine as engine_module
 from dunning.rules import model as m
+from dunning.rules.calendar import Calendar
 from dunning.rules.engine import Held
 from dunning.rules.invoice import DELETED, LIMITED, SUSPENDED, Invoice, Signal
 from dunning.rules.subject import Subject
@@ -84,6 +86,8 @@ def full_invoice() -> Invoice:
     values: dict[str, Any] = {
         "actions": [(100, 6, "late_fee"), (200, 8, "delete")],
         "amount": Decimal("1234.500"),
+        "calendar": Calendar("Europe/Berlin", frozenset((0, 1, 2, 3, 4)),
+                             frozenset((date(2027, 12, 24), date(2027, 12, 25))), (480, 1200)),
         "charge_at": 300,
         "charge_next": 2,
         "charge_retry": (3, 5, 7),
@@ -123,6 +127,7 @@ def full_invoice() -> Invoice:
         "status_seq": 3,
         "suspend_at": 175,
         "threshold": Decimal("1E+1"),
+        "waiting": ((900, {"type": "notify.reminder", "command_id": "c-1"}),),
     }
     for name, value in values.items():
         setattr(inv, name, value)
@@ -142,7 +147,7 @@ def test_invoice_round_trip_keeps_every_slot_exactly(make: Callable[[], Invoice]
 def test_invoice_encoding_is_a_compact_versioned_array() -> None:
     data = encode_invoice(full_invoice())
     row = orjson.loads(data)
-    assert row[0] == 3 and len(row) == len(Invoice.__slots__) + 1
+    assert row[0] == 4 and len(row) == len(Invoice.__slots__) + 1
     assert b'"1234.500"' in data and b'"1E+1"' in data
     assert b"invoice_id" not in data  # no field names
     assert b'["ev-1","ev-2","ev-3"]' in data  # the set, sorted
@@ -166,14 +171,22 @@ def test_an_invoice_of_version_1_is_migrated() -> None:
         Decimal("100.00"), Decimal("95.00"), SUSPENDED, {"ev-pay"})
     assert inv.actions == [(1769817600, 4, "overdue"), (1775001600, 8, "delete")]
     row = orjson.loads(encode_invoice(inv))
-    assert row == [3, *orjson.loads(INVOICE_V1)[1:], [], None, None, None, None]
+    assert row == [4, *orjson.loads(INVOICE_V1)[1:], [], None, None, None, None, None, None]
 
 
 def test_an_invoice_of_version_2_is_migrated_as_not_paused() -> None:
     v2 = orjson.dumps([2, *orjson.loads(INVOICE_V1)[1:], ["suspend"], None])
     inv = decode_invoice(v2)
     assert (inv.paused_at, inv.pause_until, inv.explicit) == (None, None, ("suspend",))
-    assert orjson.loads(encode_invoice(inv)) == [3, *orjson.loads(v2)[1:], None, None, None]
+    assert orjson.loads(encode_invoice(inv)) == [4, *orjson.loads(v2)[1:], *[None] * 5]
+
+
+def test_an_invoice_of_version_3_is_migrated_without_a_calendar() -> None:
+    v3 = orjson.dumps([3, *orjson.loads(INVOICE_V1)[1:], ["suspend"], None, 5, None])
+    inv = decode_invoice(v3)
+    assert (inv.calendar, inv.paused_at) == (None, 5)
+    assert inv.waiting is None
+    assert orjson.loads(encode_invoice(inv)) == [4, *orjson.loads(v3)[1:], None, None, None]
 
 
 def test_a_migrated_invoice_goes_on_under_the_v11_rules() -> None:
@@ -198,6 +211,7 @@ def held_subject() -> Subject:
     subj.level, subj.epoch = SUSPENDED, 2
     subj.holders = {"inv-2": SUSPENDED, "inv-1": LIMITED}
     subj.versions = {"inv-1": 3, "inv-2": 5, "inv-0": 2}
+    subj.waiting = ({"type": "notify.suspended", "invoice_id": "inv-2"},)
     return subj
 
 
@@ -270,10 +284,19 @@ def test_a_held_record_that_no_longer_decodes_is_named() -> None:
 def test_a_hand_made_signal_round_trips() -> None:
     for sig in (
         Signal("order", "o-1", "inv-1", 3, "hold", DELETED, 99, "ev-1",
-               {"invoice_id": "inv-1", "amount_due": "1.00"}, ("customer", "reseller"), "req-1"),
+               {"invoice_id": "inv-1", "amount_due": "1.00"}, ("customer", "reseller"), "req-1",
+               True),
         Signal("customer", "c-1", "inv-2", 1, "release", 0, 5, "tick-1"),
     ):
         round_trip(sig, encode_signal, decode_signal)
+
+
+def test_subjects_and_signals_of_version_1_are_migrated() -> None:
+    subj = decode_subject(orjson.dumps([1, "order", "o-1", 2, 1, {"inv-1": 2}, {"inv-1": 4}]))
+    assert (subj.level, subj.waiting, subj.holders) == (SUSPENDED, None, {"inv-1": 2})
+    sig = decode_signal(orjson.dumps([1, "order", "o-1", "inv-1", 3, "hold", 2, 99, "ev-1",
+                                      {}, ["customer"], None]))
+    assert (sig.quiet, sig.now, sig.audiences) == (False, 99, ("customer",))
 
 
 @contextmanager
@@ -357,7 +380,7 @@ DECODERS = {"invoice": decode_invoice, "subject": decode_subject, "signal": deco
     (b"\xff\xfe", "is not JSON"),
     (b'{"v": 1}', "not a JSON array"),
     (b"[]", "not a JSON array"),
-    (b"[9, 1, 2]", "format version 9; this dunning reads version [123]"),
+    (b"[9, 1, 2]", "format version 9; this dunning reads version [1234]"),
     (b"[true]", "format version True"),
     (b'["1"]', "format version '1'"),
 ])
@@ -369,8 +392,9 @@ def test_garbage_is_refused_naming_the_problem(kind: str, data: bytes, error: st
 @pytest.mark.parametrize(("decoder", "data", "error"), [
     (decode_invoice, b"[1]", "invoice state has 0 fields; version 1 has 36"),
     (decode_invoice, b"[2]", "invoice state has 0 fields; version 2 has 38"),
+    (decode_invoice, b"[3]", "invoice state has 0 fields; version 3 has 40"),
     (decode_subject, INVOICE_V1, "subject state has 36 fields"),
-    (decode_signal, SUBJECT, "signal state has 6 fields"),
+    (decode_signal, SUBJECT, "signal state has 7 fields"),
     (decode_held, SUBJECT, "held event 1 is not"),
     (decode_invoice, INVOICE.replace(b'"1234.500"', b'"12x"'), "field amount"),
     (decode_invoice, INVOICE.replace(b'"1234.500"', b"1234.5"), "field amount: expected a"),
