@@ -19,6 +19,9 @@ from dunning.config.settings import env as _env
 
 
 def _show_terms(policy: Policy) -> None:
+    from dunning.rules.calendar import Calendar
+    from dunning.tables.state import calendar_view
+
     rows: list[tuple[str, dict[str, Any]]] = [("invoice", asdict(policy.terms()))]
     for cls in policy.classes:
         for kind in ("regular", "out_of_turn"):
@@ -31,7 +34,13 @@ def _show_terms(policy: Policy) -> None:
         print(f"[{label}]")
         for key, value in terms.items():
             shown = "off" if value is None or value == () else value
-            if isinstance(value, dict):  # an amount by currency; the others have it off
+            if key == "calendar" and value is not None:
+                cal = calendar_view(Calendar(**value))
+                hours = cal["notice_hours"]
+                shown = (f"{cal['time_zone']}, enforce on {' '.join(cal['enforce_on'])}, "
+                         f"{len(cal['holidays'])} holidays, notices "
+                         + ("at any hour" if hours is None else "-".join(hours)))
+            elif isinstance(value, dict):  # an amount by currency; the others have it off
                 shown = ", ".join(f"{cur} {amount}" for cur, amount in value.items()) or "off"
             print(f"  {key:26} {shown}")
 

@@ -183,3 +183,14 @@ def test_controls_take_the_security_settings_of_tick(sent, monkeypatch):
     with pytest.raises(SystemExit, match=r"dunning resume: .*needs --broker-username"):
         main(["resume", "INV-1", "--broker-sasl-mechanism", "SCRAM-SHA-512"])
     assert len(sent) == 1
+
+
+def test_policy_shows_a_calendar_in_the_policy_file_terms(tmp_path, capsys):
+    path = tmp_path / "cal.toml"
+    path.write_text('[defaults]\nterms_days = 14\n[calendar]\ntime_zone = "Asia/Tokyo"\n'
+                    'enforce_on = ["mon", "tue", "wed", "thu", "fri"]\n'
+                    'holidays = ["2026-01-01"]\nnotice_hours = ["09:00", "20:00"]\n')
+    assert main(["policy", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "calendar                   Asia/Tokyo, enforce on mon tue wed thu fri, 1 holidays," \
+           " notices 09:00-20:00" in out

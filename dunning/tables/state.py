@@ -433,21 +433,25 @@ def invoice_view(inv: Invoice) -> dict[str, Any]:
     }
 
 
+def calendar_view(cal: Calendar) -> dict[str, Any]:
+    """A business calendar in the policy file's terms."""
+    hours = cal.notice_hours
+    return {
+        "time_zone": cal.time_zone,
+        "enforce_on": [WEEKDAYS[d] for d in sorted(cal.enforce_on)],
+        "holidays": sorted(d.isoformat() for d in cal.holidays),
+        "notice_hours": None if hours is None else
+        [f"{m // 60:02d}:{m % 60:02d}" for m in hours],
+    }
+
+
 def _calendar_view(inv: Invoice) -> dict[str, Any]:
     """Only for an invoice under a business calendar (v1.1): the calendar, and the notices
     held for its notice hours."""
-    cal = inv.calendar
-    if cal is None:
+    if inv.calendar is None:
         return {}
-    hours = cal.notice_hours
     return {
-        "calendar": {
-            "time_zone": cal.time_zone,
-            "enforce_on": [WEEKDAYS[d] for d in sorted(cal.enforce_on)],
-            "holidays": sorted(d.isoformat() for d in cal.holidays),
-            "notice_hours": None if hours is None else
-            [f"{m // 60:02d}:{m % 60:02d}" for m in hours],
-        },
+        "calendar": calendar_view(inv.calendar),
         "notices_waiting": [{"type": value["type"], "at": format_time(at)}
                             for at, value in inv.waiting or ()],
     }
