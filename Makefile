@@ -27,7 +27,7 @@ demo: $(STAMP)
 
 # Every benchmark runs and prints its figures; the target fails if any misses its goal (the
 # fuzz run: 100 000 cases at the edge and the engine, any property broken; the memory run:
-# the worker's RSS growing over 10 % across payments and ticks on the same invoices).
+# the worker's RSS growing more than 1.25x what its state gains per event).
 bench: $(STAMP)
 	$(BIN)/python -m bench.core; core=$$?; \
 	$(BIN)/python -m bench.worker; worker=$$?; \
