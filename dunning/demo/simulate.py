@@ -108,8 +108,9 @@ def simulate(seed: int = 7, customers: int = 10_000, days: int = 90) -> Simulati
         elif c.habit == "late":
             paid = day + due_in + rng.randrange(3, 25)
             pay(iid, paid, amount, f"p-{iid}")
-            if promises.random() < 0.4:  # kept: promised a day or two after due, paid in time
-                promise(iid, day + due_in + 1, paid + promises.randrange(1, 4))
+            if promises.random() < 0.4:  # kept: promised while overdue, paid before `until`
+                made = promises.randrange(day + due_in + 1, paid)
+                promise(iid, made, paid + promises.randrange(1, 4))
         elif c.habit == "never" and promises.random() < 0.4:  # broken: the pause runs out
             made = day + due_in + promises.randrange(1, 4)
             promise(iid, made, made + promises.randrange(3, 8))
