@@ -1,5 +1,6 @@
 """The what-if report of `dunning demo --compare`: KPIs side by side, and an HTML page with
-charts of outstanding debt and actions per day for each policy (inline SVG, no dependencies)."""
+charts of outstanding debt, actions per day and enforcement per day for each policy (inline
+SVG, no dependencies), and enforcement by weekday, where a business calendar shows."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from dunning.demo.kpis import Kpis
+from dunning.demo.kpis import ENFORCEMENT, Kpis
 
 Series = dict[str, float]  # day (YYYY-MM-DD) -> value
 COLOURS = ("#1f77b4", "#d62728")
@@ -24,6 +25,20 @@ async def actions_per_day(url: str) -> Series:
     finally:
         await conn.close()
     return {r["day"]: float(r["n"]) for r in actions}
+
+
+async def enforcement_per_day(url: str) -> Series:
+    """Limitations, suspensions and deletions by the logical day (UTC) they fell: under a
+    calendar the closed days stay at zero and the next business day takes what they held."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, count(*) AS n"
+            " FROM command_log WHERE type = ANY($1::text[]) GROUP BY 1 ORDER BY 1",
+            list(ENFORCEMENT))
+    finally:
+        await conn.close()
+    return {r["day"]: float(r["n"]) for r in rows}
 
 
 def side_by_side(names: list[str], results: list[Kpis]) -> str:
@@ -42,6 +57,11 @@ def side_by_side(names: list[str], results: list[Kpis]) -> str:
         ("reminders and notices", lambda k: f"{sum(n for t, n in k.commands.items() if t.startswith('notify.')):,}"),  # noqa: E501
         ("provisioning commands", lambda k: f"{sum(n for t, n in k.commands.items() if t.startswith('service.')):,}"),  # noqa: E501
         ("late fees", lambda k: f"{k.commands.get('invoice.late_fee', 0):,}"),
+        ("promises to pay", lambda k: f"{k.promises.get('made', 0):,}"),
+        ("  kept", lambda k: f"{k.promises.get('kept', 0):,}"),
+        ("  broken", lambda k: f"{k.promises.get('broken', 0):,}"),
+        ("enforcement on closed days", lambda k: "no calendar"
+         if k.enforcement_on_closed_days is None else f"{k.enforcement_on_closed_days:,}"),
     ]
     width = max(len(r[0]) for r in rows) + 2
     cols = [max(len(n), 16) for n in names]
@@ -88,8 +108,21 @@ def _chart(title: str, series: list[tuple[str, Series]], unit: str) -> str:
     return f"<h2>{html.escape(title)}</h2>" + "".join(parts)
 
 
+def _weekdays(names: list[str], results: list[Kpis]) -> str:
+    """Enforcement by local weekday, a row per policy: a calendar's closed days show."""
+    days = list(results[0].enforcement_by_weekday) if results else []
+    head = "".join(f"<th>{d}</th>" for d in days)
+    rows = "".join(
+        f"<tr><td>{html.escape(n)} ({html.escape(k.enforcement_zone)})</td>"
+        + "".join(f"<td>{k.enforcement_by_weekday.get(d, 0):,}</td>" for d in days) + "</tr>"
+        for n, k in zip(names, results, strict=True))
+    return ("<h2>Enforcement (limit, suspend, delete) by local weekday</h2>"
+            f"<table border='1' cellpadding='4'><tr><th>policy</th>{head}</tr>{rows}</table>")
+
+
 def html_report(names: list[str], results: list[Kpis], debts: list[Series],
-                actions: list[Series], table: str) -> str:
+                actions: list[Series], table: str,
+                enforcement: list[Series] | None = None) -> str:
     made = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join([
         "<!doctype html><html><head><meta charset='utf-8'><title>dunning: policy what-if"
@@ -105,5 +138,9 @@ def html_report(names: list[str], results: list[Kpis], debts: list[Series],
                "USD"),
         _chart("Collection actions per day (notices, provisioning, charges, fees)",
                list(zip(names, actions, strict=True)), "actions"),
+        *([_chart("Enforcement per day (limitations, suspensions, deletions; a business"
+                  " calendar holds them on closed days)",
+                  list(zip(names, enforcement, strict=True)), "actions"),
+           _weekdays(names, results)] if enforcement is not None else []),
         "</body></html>",
     ])

@@ -229,7 +229,10 @@ def run(lanes: list[Lane], customers: int, days: int, seed: int,
             emitted = [orjson.loads(r.value)
                        for r in feeder.read([lane.prefix + t for t in OUTPUT_TOPICS])]
             end = START + (days - 1) * DAY  # the last day's tick
-            outcomes.append(Outcome(asyncio.run(kpis.read(lane.url, days, end)),
+            # The policy's own [calendar] (a class's may differ; the examples set none).
+            calendar = lane.policy.terms().calendar
+            figures = kpis.read(lane.url, days, end, sim.promised, calendar)
+            outcomes.append(Outcome(asyncio.run(figures),
                                     compare(lane.expected, emitted), records, seconds))
         return outcomes
     finally:
@@ -272,9 +275,10 @@ def report_compare(lanes: list[Lane], outcomes: list[Outcome], data_dir: str) ->
             f"{len(c.differing)} different")
         say(f"engine check, {lane.name}: {c.expected:,} commands {verdict}")
     actions = [asyncio.run(rep.actions_per_day(lane.url)) for lane in lanes]
+    enforcement = [asyncio.run(rep.enforcement_per_day(lane.url)) for lane in lanes]
     path = os.path.join(data_dir, "demo-compare.html")
     with open(path, "w") as f:
         f.write(rep.html_report(names, [o.kpis for o in outcomes],
-                                [lane.debt for lane in lanes], actions, table))
+                                [lane.debt for lane in lanes], actions, table, enforcement))
     say(f"report with charts: {path}")
     return path

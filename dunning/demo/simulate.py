@@ -4,7 +4,10 @@ Seeded and reproducible. Each customer has a class (residential or business), a 
 maybe an order (a service) and a reseller, and a way of paying: on time, late, in part, never,
 or by a card payment that is later reversed. Over the days: monthly regular invoices, now and
 then an out-of-turn invoice or a debit note, system invoices whose request waits for payment,
-and the payments; a tick at the start of every day.
+and the payments; a tick at the start of every day. Some customers who pay late or never
+promise to pay once their invoice is overdue (`collection.paused`, promise_to_pay, until a few
+days later): a late payer keeps it (pays in full before `until`), one who never pays breaks it
+(the pause runs out and collection resumes).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class Simulation:
     days: int
     plan: dict[int, list[Record]] = field(default_factory=dict)
     invoices: int = 0
+    promised: list[str] = field(default_factory=list)  # invoices with a promise to pay
 
     def script(self) -> Iterator[tuple[int, list[Record]]]:
         """(day, the day's records: its tick first, then invoices, payments, requests: a
@@ -65,6 +69,8 @@ def simulate(seed: int = 7, customers: int = 10_000, days: int = 90) -> Simulati
             order_id=f"O{n:06d}" if rng.random() < 0.4 else None,
             reseller_id=f"R{n % 20:02d}" if rng.random() < 0.2 else None))
     counter = iter(range(1, 10**9))
+    # Promises draw from their own stream, so the rest of the input is as it was without them.
+    promises = random.Random(f"promises-{seed}")
 
     def add(day: int, record: Record) -> None:
         if day < days:
@@ -88,12 +94,26 @@ def simulate(seed: int = 7, customers: int = 10_000, days: int = 90) -> Simulati
             "type": "payment.applied", "event_id": f"e-{pid}", "invoice_id": iid,
             "payment_id": pid, "amount": f"{amount}.00", "currency": "USD"})))
 
+    def promise(iid: str, day: int, until: int) -> None:
+        if day < days:
+            sim.promised.append(iid)
+        add(day, (topics.INVOICES, iid.encode(), orjson.dumps({
+            "type": "collection.paused", "event_id": f"e-ptp-{iid}", "invoice_id": iid,
+            "reason": "promise_to_pay", "until": format_time(START + until * DAY)})))
+
     def settle(c: Customer, iid: str, day: int, amount: int, due_in: int) -> None:
         """The customer's habit decides when and how much they pay."""
         if c.habit == "on_time":
             pay(iid, day + rng.randrange(1, max(2, due_in)), amount, f"p-{iid}")
         elif c.habit == "late":
-            pay(iid, day + due_in + rng.randrange(3, 25), amount, f"p-{iid}")
+            paid = day + due_in + rng.randrange(3, 25)
+            pay(iid, paid, amount, f"p-{iid}")
+            if promises.random() < 0.4:  # kept: promised while overdue, paid before `until`
+                made = promises.randrange(day + due_in + 1, paid)
+                promise(iid, made, paid + promises.randrange(1, 4))
+        elif c.habit == "never" and promises.random() < 0.4:  # broken: the pause runs out
+            made = day + due_in + promises.randrange(1, 4)
+            promise(iid, made, made + promises.randrange(3, 8))
         elif c.habit == "partial":
             part = max(1, amount // 3)
             pay(iid, day + rng.randrange(5, 40), part, f"p-{iid}")

@@ -30,7 +30,8 @@ def test_a_small_demo_runs_end_to_end_and_matches_the_engine(tmp_path):
     assert invoices == simulate(7, 200, 35).invoices
     for kpi in ("collection rate", "of what is due", "debt outstanding", "overdue", "DSO",
                 "days to pay", "(paid invoices, issue to paid)",
-                "subjects suspended at the end", "commands: "):
+                "subjects suspended at the end", "promises to pay",
+                "enforcement (limit, suspend, delete) by weekday, UTC", "commands: "):
         assert kpi in out
     assert "service.suspend" in out  # five weeks is long enough for someone to be suspended
     # Everything it started is stopped: no broker or worker left behind.
@@ -60,8 +61,12 @@ def test_compare_runs_two_policies_side_by_side_and_writes_the_report(tmp_path):
     assert "engine check, standard:" in out and "engine check, strict:" in out
     assert out.count("match the pure engine's exactly") == 2
     page = (tmp_path / ".dunning" / "demo-compare.html").read_text()
-    assert page.count("<polyline") == 4  # debt and actions, for each policy
+    assert page.count("<polyline") == 6  # debt, actions and enforcement, for each policy
     assert "Outstanding debt" in page and "Collection actions per day" in page
+    assert "Enforcement per day" in page and "by local weekday" in page
+    assert "strict (Asia/Tokyo)" in page and "standard (UTC)" in page
+    closed = next(line for line in out.splitlines() if "enforcement on closed days" in line)
+    assert closed.split()[-2:] == ["calendar", "0"]  # standard has none; strict holds to it
 
 
 def test_ctrl_c_stops_everything_the_demo_started(tmp_path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import asyncpg
@@ -13,6 +13,7 @@ import pytest
 from dunning.demo import kpis
 from dunning.ledger.db import migrate
 from dunning.ledger.sink import row, write
+from dunning.rules.calendar import Calendar
 from dunning.rules.times import DAY, parse_time
 from dunning.streams import topics
 from tests.conftest import fresh_database
@@ -98,3 +99,35 @@ def test_the_rate_of_what_is_due_leaves_out_invoices_not_due_yet(postgres):
     k = asyncio.run(kpis.read(url, 60, START + 59 * DAY))  # i-4 is due on day 80
     assert k.collection_rate_due == float(Decimal("170") / Decimal("350"))
     assert "of what is due" in kpis.render(k)
+
+
+def test_promises_and_enforcement_by_weekday(postgres):
+    url = fresh_database(postgres)
+    ledger(url)
+
+    async def expire(iid: str) -> None:  # i-3's promise ran out: a customer and reseller copy
+        conn = await asyncpg.connect(url)
+        try:
+            await write(conn, [row(topics.NOTIFICATIONS, orjson.dumps({
+                "command_id": f"r-{audience}", "type": "notify.collection_resumed",
+                "reason": "expired", "audience": audience, "invoice_id": iid,
+                "issued_at": "2026-02-05T00:00:00Z", "causation_id": "x"}), 0, 20 + n)
+                for n, audience in enumerate(("customer", "reseller"))])
+        finally:
+            await conn.close()
+
+    asyncio.run(expire("i-3"))
+    # i-1 paid: kept; i-3 ran out: broken; i-4 still open.
+    holiday = Calendar(time_zone="Asia/Tokyo", enforce_on=frozenset(range(5)),
+                       holidays=frozenset({date(2026, 2, 10)}))
+    k = asyncio.run(kpis.read(url, 90, START + 89 * DAY, ["i-1", "i-3", "i-4"], holiday))
+    assert k.promises == {"made": 3, "kept": 1, "broken": 1}
+    # Two suspensions at 00:00 UTC on Tuesday 10 February (09:00 in Tokyo), a holiday there.
+    assert k.enforcement_by_weekday["tue"] == 2 and sum(k.enforcement_by_weekday.values()) == 2
+    assert k.enforcement_zone == "Asia/Tokyo" and k.enforcement_on_closed_days == 2
+    text = kpis.render(k)
+    assert "promises to pay 3: kept 1   broken 1" in text
+    assert "enforcement on days it closes (weekends, holidays) 2" in text
+    plain = asyncio.run(kpis.read(url, 90, START + 89 * DAY))  # no calendar: UTC, not judged
+    assert plain.enforcement_on_closed_days is None and plain.enforcement_zone == "UTC"
+    assert "days it closes" not in kpis.render(plain)
