@@ -56,13 +56,13 @@ class Waiting:
         inline, chunks = _split(self.signals)
         if chunks or self.chunks:  # a new generation; the current one goes at the next write
             self.generation += 1
-            rows += [(chunk_key(q, self.generation, i), orjson.dumps(c))
-                     for i, c in enumerate(chunks)]
+            rows += [(chunk_key(q, self.generation, i), _array(c)) for i, c in enumerate(chunks)]
             self.older, self.chunks = self.chunks, len(chunks)
         else:
             self.older = 0
         rows.append((waiting_key(q), orjson.dumps(
-            [self.markers, inline, self.generation, self.chunks, self.older])))
+            [self.markers, orjson.Fragment(_array(inline)), self.generation, self.chunks,
+             self.older])))
         return rows
 
     @classmethod
@@ -82,20 +82,25 @@ def chunk_key(q: int, generation: int, i: int) -> bytes:
     return waiting_key(q) + b".%d.%d" % (generation, i)
 
 
-def _split(signals: list[list[Any]]) -> tuple[list[list[Any]], list[list[list[Any]]]]:
-    """The signals inline (few), or in chunks of under CHUNK_BYTES each."""
-    sizes = [len(orjson.dumps(s)) + 1 for s in signals]
-    if sum(sizes) <= CHUNK_BYTES:
-        return signals, []
-    chunks: list[list[list[Any]]] = [[]]
+def _split(signals: list[list[Any]]) -> tuple[list[bytes], list[list[bytes]]]:
+    """The signals, each encoded once: inline (few), or in chunks of under CHUNK_BYTES each."""
+    encoded = [orjson.dumps(s) for s in signals]
+    if sum(len(e) + 1 for e in encoded) <= CHUNK_BYTES:
+        return encoded, []
+    chunks: list[list[bytes]] = [[]]
     size = 0
-    for sig, n in zip(signals, sizes, strict=True):
-        if size + n > CHUNK_BYTES and chunks[-1]:
+    for e in encoded:
+        if size + len(e) + 1 > CHUNK_BYTES and chunks[-1]:
             chunks.append([])
             size = 0
-        chunks[-1].append(sig)
-        size += n
+        chunks[-1].append(e)
+        size += len(e) + 1
     return [], chunks
+
+
+def _array(encoded: list[bytes]) -> bytes:
+    """A JSON array of values already encoded."""
+    return b"[" + b",".join(encoded) + b"]"
 
 
 class SubjectAgent:
