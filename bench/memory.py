@@ -20,12 +20,13 @@ import sys
 import tempfile
 import time
 import tracemalloc
-import urllib.request
 from collections import Counter
 from datetime import date, timedelta
 
 import orjson
 
+from bench.core import say
+from bench.worker import healthy
 from dunning.config.policy import parse_policy
 from dunning.demo.feed import Feeder
 from dunning.rules.engine import Engine
@@ -44,10 +45,6 @@ POLICY = """
 terms_days = 365
 """
 
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
 
 
 def rss(pid: int) -> int:
@@ -77,14 +74,6 @@ def paid(i: int, round_: int) -> tuple[str, bytes, bytes]:
 def tick(day: date) -> tuple[str, None, bytes]:
     return (topics.CLOCK, None, orjson.dumps({
         "type": "clock.tick", "event_id": f"t-{day}", "now": f"{day}T00:00:00Z"}))
-
-
-def healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -231,7 +231,7 @@ def worker_run(broker: Broker, total: int, expected: dict[str, str], partitions:
 
     billing = None
     try:
-        while not all(_healthy(port) for port in ports):
+        while not all(healthy(port) for port in ports):
             check()
             time.sleep(0.1)
         time.sleep(1)  # let the group settle after the last join
@@ -293,7 +293,7 @@ def worker_run(broker: Broker, total: int, expected: dict[str, str], partitions:
             log.close()
 
 
-def _healthy(port: int) -> bool:
+def healthy(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
             return r.status == 200
